@@ -1,0 +1,33 @@
+"""Every Slack identifier the app answers to, defined once.
+
+The renderers put these ids into buttons, `commands.register` binds handlers to them and
+`manifest.yml` declares the command and the shortcut; a test holds the three together.
+"""
+
+SLASH_COMMAND = "/ngrok"
+SHORTCUT_THREAD_SESSIONS = "ngrok_thread_sessions"
+
+# Buttons on session lists and detail views.
+ACTION_DETAILS = "ngrok_details"
+ACTION_REQUEST = "ngrok_request"  # Restart / Update / Stop on a list or detail view: opens a prompt
+ACTION_PAGE = "ngrok_page"  # Older / Newer
+
+# Buttons on the ephemeral approval prompt.
+ACTION_APPROVE = "ngrok_approve"  # self-approval by the requester
+ACTION_CANCEL = "ngrok_cancel"
+ACTION_ASK_APPROVAL = "ngrok_ask_approval"  # requester asks a second person
+
+# Buttons on a public two-person request.
+ACTION_TWO_PERSON_APPROVE = "ngrok_tp_approve"
+ACTION_TWO_PERSON_DENY = "ngrok_tp_deny"
+
+ALL_ACTIONS = (
+    ACTION_DETAILS,
+    ACTION_REQUEST,
+    ACTION_PAGE,
+    ACTION_APPROVE,
+    ACTION_CANCEL,
+    ACTION_ASK_APPROVAL,
+    ACTION_TWO_PERSON_APPROVE,
+    ACTION_TWO_PERSON_DENY,
+)

@@ -1,0 +1,127 @@
+"""Frozen dataclasses for what the ngrok API returns, parsed leniently at the boundary.
+
+The API omits empty fields and may add new ones at any time, so every field is read with
+`.get()`, a missing value and `""` mean the same, and unknown keys are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+def parse_time(value: Any) -> datetime | None:
+    """RFC 3339 (`2025-09-22T18:34:27Z`) to an aware datetime; None when absent or garbled."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    value = raw.get(key)
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to another API object: `{"id": ..., "uri": ...}`."""
+
+    id: str = ""
+    uri: str = ""
+
+    @classmethod
+    def from_api(cls, raw: Any) -> Ref:
+        if not isinstance(raw, Mapping):
+            return cls()
+        return cls(id=_text(raw, "id"), uri=_text(raw, "uri"))
+
+
+@dataclass(frozen=True)
+class TunnelSession:
+    """One connected agent (the dashboard calls it an Agent)."""
+
+    id: str
+    uri: str = ""
+    agent_version: str = ""
+    credential: Ref = Ref()
+    ip: str = ""
+    metadata: str = ""
+    os: str = ""
+    region: str = ""
+    started_at: datetime | None = None
+    transport: str = ""
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> TunnelSession:
+        return cls(
+            id=_text(raw, "id"),
+            uri=_text(raw, "uri"),
+            agent_version=_text(raw, "agent_version"),
+            credential=Ref.from_api(raw.get("credential")),
+            ip=_text(raw, "ip"),
+            metadata=_text(raw, "metadata"),
+            os=_text(raw, "os"),
+            region=_text(raw, "region"),
+            started_at=parse_time(raw.get("started_at")),
+            transport=_text(raw, "transport"),
+        )
+
+    @property
+    def is_windows(self) -> bool:
+        """Windows agents cannot restart themselves (no `exec()`)."""
+        return self.os.lower() == "windows"
+
+    @property
+    def is_ssh(self) -> bool:
+        """SSH reverse-tunnel sessions can be stopped but not restarted or updated."""
+        return self.transport == "ssh"
+
+    def uptime(self, now: datetime | None = None) -> timedelta | None:
+        """Time since the agent first connected, never negative; None when unknown."""
+        if self.started_at is None:
+            return None
+        current = now or datetime.now(UTC)
+        return max(current - self.started_at, timedelta(0))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An agent endpoint (or, from the deprecated tunnels API, a tunnel) of a session."""
+
+    id: str
+    url: str = ""
+    proto: str = ""
+    upstream_url: str = ""
+    type: str = ""
+    name: str = ""
+    metadata: str = ""
+    tunnel_session: Ref = Ref()
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Endpoint:
+        """Reads an endpoint or a tunnel: tunnels call the URL `public_url` and the upstream
+        `forwards_to`."""
+        return cls(
+            id=_text(raw, "id"),
+            url=_text(raw, "url") or _text(raw, "public_url"),
+            proto=_text(raw, "proto"),
+            upstream_url=_text(raw, "upstream_url") or _text(raw, "forwards_to"),
+            type=_text(raw, "type"),
+            name=_text(raw, "name"),
+            metadata=_text(raw, "metadata"),
+            tunnel_session=Ref.from_api(raw.get("tunnel_session")),
+        )
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of `GET /tunnel_sessions`; `next_page_uri` is None on the last page."""
+
+    sessions: tuple[TunnelSession, ...]
+    next_page_uri: str | None = None

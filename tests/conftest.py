@@ -1,0 +1,7 @@
+"""Shared fixtures: each local server owns its fixture module under tests/servers/."""
+
+pytest_plugins = [
+    "tests.servers.ngrok_api_fixture",
+    "tests.servers.slack_api_fixture",
+    "tests.servers.redis_fixture",
+]
