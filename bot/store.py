@@ -1,0 +1,140 @@
+"""The bot's state behind one small interface: used nonces, two-person requests, audit rows.
+
+Two real backends implement it. SQLite (bot/store_sqlite.py) is the default, so a single
+process, or several gunicorn workers on one machine, need nothing else. Redis
+(bot/store_redis.py) is used when REDIS_URL is set, so web processes on several machines share
+one state. Both give the same guarantees, and one test suite checks both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+AUDIT_REQUIRED_KEYS = ("ts", "action", "actor", "session_id", "outcome")
+AUDIT_USER_KEYS = ("actor", "requester", "approver")
+MAX_AUDIT_LIMIT = 1000
+
+
+class StoreError(RuntimeError):
+    """The store failed in a way the caller should report as one sentence, not a traceback."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached or opened (Redis down, SQLite file locked or unwritable)."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What commands, approvals, jobs and audit need from shared state. Safe across threads."""
+
+    def consume_nonce(self, nonce: str, *, ttl_seconds: float) -> bool:
+        """True exactly once per nonce, across threads and processes.
+
+        The nonce is remembered for at least `ttl_seconds` and may be forgotten after that, so
+        the TTL must outlast the token that carries it.
+        """
+        ...
+
+    def put_request(self, request_id: str, record: dict, *, ttl_seconds: float) -> None:
+        """Store (or replace) a two-person request; `record["state"]` must be a string."""
+        ...
+
+    def get_request(self, request_id: str) -> dict | None:
+        """The request record, or None when unknown or expired."""
+        ...
+
+    def transition_request(
+        self, request_id: str, *, expect_state: str, new_state: str, changes: dict
+    ) -> dict | None:
+        """Atomic compare-and-set on `record["state"]`.
+
+        Returns the new record (old record, updated with `changes`, with `state=new_state`), or
+        None when the request is gone or its state was not `expect_state` (someone else won).
+        The request keeps its original expiry.
+        """
+        ...
+
+    def add_audit(self, entry: dict) -> None:
+        """Append one audit row: ts (epoch seconds, required), action, actor, session_id, outcome
+        and optionally requester, approver and anything else JSON-serialisable."""
+        ...
+
+    def recent_audit(
+        self, *, limit: int = 10, session_id: str | None = None, user_id: str | None = None
+    ) -> list[dict]:
+        """Newest first (by ts, then insertion). `user_id` matches actor, requester or approver."""
+        ...
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable when the backend cannot be reached (`python -m bot check`)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        ...
+
+
+def open_store(*, redis_url: str | None, sqlite_path: str) -> Store:
+    """Redis when a URL is given (shared by many processes and machines), else the SQLite file."""
+    # Imported here so the backends can import the helpers below without a cycle.
+    if redis_url:
+        from bot.store_redis import RedisStore
+
+        return RedisStore(redis_url)
+    from bot.store_sqlite import SqliteStore
+
+    return SqliteStore(sqlite_path)
+
+
+def check_ttl(ttl_seconds: float) -> float:
+    """A TTL must be a positive, finite number of seconds; anything else is a caller bug."""
+    if (
+        isinstance(ttl_seconds, bool)
+        or not isinstance(ttl_seconds, int | float)
+        or not math.isfinite(ttl_seconds)
+        or ttl_seconds <= 0
+    ):
+        raise ValueError("ttl_seconds must be a positive number of seconds.")
+    return float(ttl_seconds)
+
+
+def check_request_record(record: Mapping[str, Any]) -> None:
+    """Compare-and-set works on `state`, so a request without one could never move on."""
+    if not isinstance(record, Mapping) or not isinstance(record.get("state"), str):
+        raise ValueError('A request record must be a dict with a string "state".')
+
+
+def next_request_record(record: Mapping[str, Any], new_state: str, changes: Mapping) -> dict:
+    """The record after a transition; `new_state` wins over a "state" key in `changes`."""
+    return {**record, **changes, "state": new_state}
+
+
+def check_audit_entry(entry: Mapping[str, Any]) -> float:
+    """Only `ts` is enforced (ordering needs it); returns it.
+
+    The other AUDIT_REQUIRED_KEYS are the callers' contract, but a row that lacks one is still
+    stored: losing the record of an action that already ran would be worse than a gap in it.
+    """
+    if not isinstance(entry, Mapping) or "ts" not in entry:
+        raise ValueError("An audit entry must be a dict with a ts.")
+    ts = entry["ts"]
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise ValueError("Audit entry ts must be epoch seconds as a number.")
+    return float(ts)
+
+
+def audit_users(entry: Mapping[str, Any]) -> list[str]:
+    """The distinct user ids a row concerns, in a stable order (actor, requester, approver)."""
+    users: list[str] = []
+    for key in AUDIT_USER_KEYS:
+        value = entry.get(key)
+        if isinstance(value, str) and value and value not in users:
+            users.append(value)
+    return users
+
+
+def clamp_limit(limit: int) -> int:
+    """0 or less asks for nothing; huge limits are capped so one query cannot stall the bot."""
+    return max(0, min(int(limit), MAX_AUDIT_LIMIT))
