@@ -1,0 +1,652 @@
+"""BOT_CONFIG: who may do what, where, and with which ngrok account.
+
+The YAML is composed into a node tree instead of being loaded straight into dicts, so every
+problem can name its line. All problems are collected and raised together, because fixing a
+config one error per restart is miserable. API keys never appear in the YAML: an account
+names the environment variable that holds its key, and no message or repr shows a key.
+The caller (bot/settings.py) reads the file and the environment and passes them in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+import yaml
+
+from bot.ngrok_models import TunnelSession
+
+ROLE_NAMES = ("viewer", "operator", "approver")
+ACTIONS = ("restart", "stop", "update")
+APPROVAL_MODES = ("self", "two-person")
+EVERYONE = "*"
+DEFAULT_ACCOUNT_NAME = "default"
+DEFAULT_APPROVAL_TTL_SECONDS = 600
+MIN_APPROVAL_TTL_SECONDS = 10
+MAX_APPROVAL_TTL_SECONDS = 24 * 3600
+
+TOP_LEVEL_KEYS = (
+    "roles",
+    "accounts",
+    "default_account",
+    "channels",
+    "actions_in_other_channels",
+    "rules",
+    "approval_ttl",
+    "audit_channel",
+)
+ACCOUNT_KEYS = ("api_key_env", "api_url")
+CHANNEL_KEYS = ("account", "actions")
+RULE_KEYS = ("action", "approval", "match")
+MATCH_KEYS = ("metadata_contains", "regions", "oses", "agent_versions")
+
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+_GROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_URL = re.compile(r"https?://[^\s/@]+(/\S*)?")
+_MIN_SECRET_LENGTH = 8  # shorter "secrets" would redact ordinary words from messages
+
+
+@dataclass(frozen=True)
+class Account:
+    """A named ngrok account; the key comes from the environment variable `api_key_env`."""
+
+    name: str
+    api_key_env: str
+    api_key: str = field(repr=False)
+    api_url: str | None = None  # None: the bot's default API URL
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """Which sessions a rule applies to. Within a field any value may match; all non-empty
+    fields must match. Empty means every session."""
+
+    metadata_contains: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    oses: tuple[str, ...] = ()
+    agent_versions: tuple[str, ...] = ()
+
+    @property
+    def is_catch_all(self) -> bool:
+        return not (self.metadata_contains or self.regions or self.oses or self.agent_versions)
+
+    def matches(self, session: TunnelSession) -> bool:
+        """Metadata by case-insensitive substring, region and os case-insensitively, agent
+        version exactly."""
+        metadata = session.metadata.casefold()
+        if self.metadata_contains and not any(
+            part.casefold() in metadata for part in self.metadata_contains
+        ):
+            return False
+        if self.regions and session.region.casefold() not in {r.casefold() for r in self.regions}:
+            return False
+        if self.oses and session.os.casefold() not in {o.casefold() for o in self.oses}:
+            return False
+        return not self.agent_versions or session.agent_version in self.agent_versions
+
+
+@dataclass(frozen=True)
+class ActionRule:
+    action: str
+    approval: Literal["self", "two-person"]
+    match: MatchRule = MatchRule()
+
+
+@dataclass(frozen=True)
+class ChannelBinding:
+    channel_id: str
+    account: str
+    actions_allowed: bool
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    roles: Mapping[str, frozenset[str]]  # role -> "*", user ids (U…/W…), group ids (S…)
+    accounts: Mapping[str, Account]
+    default_account: str | None
+    channels: Mapping[str, ChannelBinding]
+    actions_in_unlisted_channels: bool
+    rules: tuple[ActionRule, ...]
+    approval_ttl_seconds: int
+    audit_channel: str | None
+    configured: bool  # False for the built-in safe default (no BOT_CONFIG)
+
+
+class ConfigError(Exception):
+    """Every problem of one config, each "<source>:<line>: <key>: <what is wrong>"."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(self.problems)
+
+    def __str__(self) -> str:
+        count = len(self.problems)
+        heading = f"the bot configuration has {count} problem{'s' if count != 1 else ''}:"
+        return "\n".join([heading, *(f"  {problem}" for problem in self.problems)])
+
+
+_NULL_TAG = "tag:yaml.org,2002:null"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def show(value: object) -> str:
+    """A value quoted for a message; long ones are only described, since a long text in
+    the wrong place may be a pasted API key."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 24 else f"a text of {len(value)} characters"
+    return "empty" if value is None else repr(value)
+
+
+def _kind(node: yaml.Node, value: object) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, int | float):
+        return "a number"
+    return "text" if isinstance(value, str) else "a date"
+
+
+class YamlReader:
+    """Walks a composed YAML node tree, converting typed values and recording problems
+    with their line; the walk goes on after a problem so all of them are found."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[tuple[int, str]] = []
+        self._loader: yaml.SafeLoader | None = None
+
+    def compose(self, text: str) -> yaml.Node | None:
+        self._loader = yaml.SafeLoader(text)
+        return self._loader.get_single_node()
+
+    def problem_at(self, line: int, path: str, message: str) -> None:
+        where = f"{self.source}:{line}: "
+        entry = f"{where}{path}: {message}" if path else f"{where}{message}"
+        if (line, entry) not in self.problems:  # an aliased node is walked twice
+            self.problems.append((line, entry))
+
+    def problem(self, node: yaml.Node, path: str, message: str) -> None:
+        self.problem_at(node.start_mark.line + 1, path, message)
+
+    def syntax_problem(self, exc: yaml.YAMLError) -> None:
+        """Only the parser's short description: its snippet of the line could hold a secret."""
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        what = getattr(exc, "problem", None) or "the text is not valid YAML"
+        context = getattr(exc, "context", None)
+        message = (
+            f"YAML syntax error: {context}, {what}" if context else f"YAML syntax error: {what}"
+        )
+        self.problem_at(mark.line + 1 if mark else 1, "", message)
+
+    def sorted_problems(self) -> list[str]:
+        return [entry for _, entry in sorted(self.problems, key=lambda item: item[0])]
+
+    def scalar(self, node: yaml.Node) -> object:
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        try:
+            return self._loader.construct_object(node)  # type: ignore[union-attr]
+        except yaml.YAMLError:
+            return node.value  # an unknown !tag: judge the text as written
+
+    def is_null(self, node: yaml.Node | None) -> bool:
+        return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG)
+
+    def mapping(
+        self,
+        node: yaml.Node | None,
+        path: str,
+        allowed: Iterable[str] | None = None,
+        what: str = "key",
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+        """key -> (key node, value node); None (and a problem) when it is not a mapping.
+        Unknown and duplicate keys are reported and left out."""
+        if self.is_null(node):
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(
+                node,
+                path or "(top level)",
+                f"must be a mapping (key: value), not {_kind(node, self.scalar(node))}",
+            )
+            return None
+        first_line: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                line = key_node.start_mark.line + 1
+                if key_node.value in first_line:
+                    self.problem(
+                        key_node,
+                        _join(path, key_node.value),
+                        f"duplicate key (first on line {first_line[key_node.value]})",
+                    )
+                first_line.setdefault(key_node.value, line)
+        try:
+            self._loader.flatten_mapping(node)  # type: ignore[union-attr]  # `<<: *anchor`
+        except yaml.YAMLError as exc:
+            self.problem(node, path, f"cannot merge: {getattr(exc, 'problem', exc)}")
+            return None
+        allowed = tuple(allowed) if allowed is not None else None
+        entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(key_node, path, "keys must be plain text")
+                continue
+            key = key_node.value
+            if allowed is not None and key not in allowed:
+                self.problem(key_node, _join(path, key), _unknown(key, allowed, what))
+                continue
+            entries[key] = (key_node, value_node)
+        return entries
+
+    def sequence(self, node: yaml.Node | None, path: str) -> list[yaml.Node]:
+        if self.is_null(node):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, path, f"must be a list, not {_kind(node, self.scalar(node))}")
+            return []
+        return list(node.value)
+
+    def text(self, node: yaml.Node, path: str, allow_blank: bool = False) -> str | None:
+        value = self.scalar(node)
+        if isinstance(value, str) and (value.strip() or allow_blank):
+            return value.strip()
+        kind = "empty" if isinstance(value, str) else _kind(node, value)
+        self.problem(node, path, f"must be text, not {kind}")
+        return None
+
+    def texts(
+        self, node: yaml.Node | None, path: str, allow_blank: bool = False
+    ) -> list[tuple[str, yaml.Node, str]]:
+        """A list of texts, or one text standing for a list of one: (text, node, path)."""
+        if self.is_null(node):
+            return []
+        if isinstance(node, yaml.SequenceNode):
+            items = [(item, f"{path}[{index}]") for index, item in enumerate(node.value)]
+        elif isinstance(node, yaml.ScalarNode):
+            items = [(node, path)]
+        else:
+            self.problem(node, path, "must be a list of texts, not a mapping")
+            return []
+        found = []
+        for item, item_path in items:
+            value = self.text(item, item_path, allow_blank)
+            if value is not None:
+                found.append((value, item, item_path))
+        return found
+
+    def flag(self, node: yaml.Node | None, path: str) -> bool | None:
+        if node is None:
+            return None
+        value = self.scalar(node)
+        if isinstance(value, bool):
+            return value
+        self.problem(node, path, f"must be true or false, not {_kind(node, value)}")
+        return None
+
+    def choice(self, node: yaml.Node, path: str, choices: tuple[str, ...], what: str) -> str | None:
+        """One of `choices`, or None and a problem naming the closest one."""
+        value = self.text(node, path)
+        if value is not None and value not in choices:
+            self.problem(node, path, f"{show(value)} is not {what}; {_suggest(value, choices)}")
+            return None
+        return value
+
+
+def _join(path: str, key: str) -> str:
+    shown = key if len(key) <= 32 else f"<a key of {len(key)} characters>"
+    return f"{path}.{shown}" if path else shown
+
+
+def _unknown(word: str, allowed: tuple[str, ...], what: str) -> str:
+    return f"unknown {what}; {_suggest(word, allowed)}"
+
+
+def _suggest(word: str, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"expected one of: {', '.join(allowed)}"
+
+
+def load_config(
+    text: str | None,
+    *,
+    source: str,
+    env: Mapping[str, str],
+    default_api_key_env: str = "NGROK_API_KEY",
+) -> BotConfig:
+    """YAML text to a BotConfig, or ConfigError listing every problem. `text=None` (no
+    BOT_CONFIG) gives the safe default: everyone may view, nobody may act."""
+    if text is None:
+        return _safe_default(env, default_api_key_env)
+    reader = YamlReader(source)
+    secrets = {env.get(default_api_key_env, "")}
+    try:
+        root = reader.compose(text)
+        config = _build(reader, root, env, default_api_key_env, secrets) if root else None
+        if root is None and not reader.problems:
+            reader.problem_at(1, "", "the configuration is empty; see config.example.yml")
+    except yaml.YAMLError as exc:  # only syntax errors escape the reader
+        reader.syntax_problem(exc)
+        config = None
+    if reader.problems or config is None:
+        raise ConfigError(_redact(reader.sorted_problems(), secrets))
+    return config
+
+
+def _safe_default(env: Mapping[str, str], key_env: str) -> BotConfig:
+    key = env.get(key_env, "").strip()
+    accounts = {DEFAULT_ACCOUNT_NAME: Account(DEFAULT_ACCOUNT_NAME, key_env, key)} if key else {}
+    return BotConfig(
+        roles=_frozen(
+            {"viewer": frozenset({EVERYONE}), "operator": frozenset(), "approver": frozenset()}
+        ),
+        accounts=_frozen(accounts),
+        default_account=DEFAULT_ACCOUNT_NAME if key else None,
+        channels=_frozen({}),
+        actions_in_unlisted_channels=False,
+        rules=(),
+        approval_ttl_seconds=DEFAULT_APPROVAL_TTL_SECONDS,
+        audit_channel=None,
+        configured=False,
+    )
+
+
+def _build(
+    reader: YamlReader,
+    root: yaml.Node,
+    env: Mapping[str, str],
+    key_env: str,
+    secrets: set[str],
+) -> BotConfig:
+    top = reader.mapping(root, "", TOP_LEVEL_KEYS) or {}
+    node = {key: value for key, (_, value) in top.items()}
+    roles = _roles(reader, node.get("roles"))
+    if "accounts" in top:
+        accounts, declared = _accounts(reader, node["accounts"], env, secrets)
+    else:
+        accounts, declared = _implicit_account(reader, env, key_env)
+    default_account = _default_account(reader, node.get("default_account"), declared)
+    channels = _channels(reader, node.get("channels"), declared, default_account)
+    in_others = reader.flag(node.get("actions_in_other_channels"), "actions_in_other_channels")
+    ttl = _duration(reader, node.get("approval_ttl"), "approval_ttl")
+    audit = node.get("audit_channel")
+    audit_channel = reader.text(audit, "audit_channel") if audit is not None else None
+    if audit_channel is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,}", audit_channel):
+        reader.problem(
+            audit, "audit_channel", f"{show(audit_channel)} is not a Slack channel id (C… or G…)"
+        )
+    return BotConfig(
+        roles=_frozen(roles),
+        accounts=_frozen(accounts),
+        default_account=default_account,
+        channels=_frozen(channels),
+        actions_in_unlisted_channels=not channels if in_others is None else in_others,
+        rules=_rules(reader, node.get("rules")),
+        approval_ttl_seconds=DEFAULT_APPROVAL_TTL_SECONDS if ttl is None else ttl,
+        audit_channel=audit_channel,
+        configured=True,
+    )
+
+
+def _roles(reader: YamlReader, node: yaml.Node | None) -> dict[str, frozenset[str]]:
+    """A role left out means: viewer -> everyone, operator and approver -> nobody."""
+    roles = {"viewer": frozenset({EVERYONE}), "operator": frozenset(), "approver": frozenset()}
+    for role, (_, members_node) in (
+        reader.mapping(node, "roles", ROLE_NAMES, "role") or {}
+    ).items():
+        members = set()
+        for member, member_node, path in reader.texts(members_node, f"roles.{role}"):
+            if member == EVERYONE or _USER_ID.fullmatch(member) or _GROUP_ID.fullmatch(member):
+                members.add(member)
+            else:
+                reader.problem(
+                    member_node,
+                    path,
+                    f"{show(member)} is not a Slack user id (U… or W…) or user group id (S…)",
+                )
+        roles[role] = frozenset(members)
+    return roles
+
+
+def _accounts(
+    reader: YamlReader, node: yaml.Node, env: Mapping[str, str], secrets: set[str]
+) -> tuple[dict[str, Account], set[str]]:
+    """Returns the usable accounts and every declared name (so that a reference to a
+    broken account is not reported a second time as unknown)."""
+    accounts: dict[str, Account] = {}
+    entries = reader.mapping(node, "accounts") or {}
+    for name, (key_node, value_node) in entries.items():
+        path = _join("accounts", name)
+        if not _ACCOUNT_NAME.fullmatch(name):
+            reader.problem(
+                key_node, path, "account names may use only letters, digits, '_', '-' and '.'"
+            )
+        fields = reader.mapping(value_node, path, ACCOUNT_KEYS)
+        if fields is None:
+            continue
+        if "api_key_env" not in fields:
+            reader.problem(
+                value_node,
+                path,
+                "missing key 'api_key_env' (the environment variable with the API key)",
+            )
+            continue
+        env_node = fields["api_key_env"][1]
+        env_name = reader.text(env_node, f"{path}.api_key_env")
+        api_url = _api_url(reader, fields, path)
+        if env_name is None:
+            continue
+        if not _ENV_NAME.fullmatch(env_name):
+            secrets.add(env_name)  # someone may have pasted the key itself here
+            reader.problem(
+                env_node,
+                f"{path}.api_key_env",
+                "must name an environment variable (such as NGROK_API_KEY_PROD) that holds "
+                "the API key, never the key itself",
+            )
+            continue
+        key = env.get(env_name, "")
+        secrets.add(key)
+        if not key.strip():
+            state = "is empty" if env_name in env else "is not set"
+            reader.problem(
+                env_node, f"{path}.api_key_env", f"the environment variable {env_name} {state}"
+            )
+            continue
+        accounts[name] = Account(name, env_name, key.strip(), api_url)
+    return accounts, set(entries)
+
+
+def _implicit_account(
+    reader: YamlReader, env: Mapping[str, str], key_env: str
+) -> tuple[dict[str, Account], set[str]]:
+    key = env.get(key_env, "").strip()
+    if key:
+        return {DEFAULT_ACCOUNT_NAME: Account(DEFAULT_ACCOUNT_NAME, key_env, key)}, {
+            DEFAULT_ACCOUNT_NAME
+        }
+    reader.problem_at(
+        1,
+        "accounts",
+        f"there is no accounts section and the environment variable {key_env} is not set",
+    )
+    return {}, {DEFAULT_ACCOUNT_NAME}
+
+
+def _api_url(reader: YamlReader, fields: dict, path: str) -> str | None:
+    if "api_url" not in fields:
+        return None
+    node = fields["api_url"][1]
+    url = reader.text(node, f"{path}.api_url")
+    if url is not None and not _URL.fullmatch(url):
+        # The value is not echoed: a URL may carry credentials.
+        reader.problem(
+            node,
+            f"{path}.api_url",
+            "must be an http(s) URL without credentials, such as https://api.ngrok.com",
+        )
+        return None
+    return url.rstrip("/") if url else None
+
+
+def _default_account(reader: YamlReader, node: yaml.Node | None, declared: set[str]) -> str | None:
+    """Explicit, or the only account there is; with several accounts and none named,
+    unlisted channels have no account."""
+    if node is None:
+        return next(iter(declared)) if len(declared) == 1 else None
+    name = reader.text(node, "default_account")
+    if name is not None and name not in declared:
+        reader.problem(node, "default_account", _unknown_account(name, declared))
+    return name
+
+
+def _channels(
+    reader: YamlReader, node: yaml.Node | None, declared: set[str], default_account: str | None
+) -> dict[str, ChannelBinding]:
+    channels: dict[str, ChannelBinding] = {}
+    for channel_id, (key_node, value_node) in (reader.mapping(node, "channels") or {}).items():
+        path = _join("channels", channel_id)
+        if not _CHANNEL_ID.fullmatch(channel_id):
+            reader.problem(
+                key_node, path, f"{show(channel_id)} is not a Slack channel id (C…, G… or D…)"
+            )
+        fields = reader.mapping(value_node, path, CHANNEL_KEYS)
+        if fields is None:
+            continue
+        account = default_account
+        if "account" in fields:
+            account_node = fields["account"][1]
+            account = reader.text(account_node, f"{path}.account")
+            if account is not None and account not in declared:
+                reader.problem(account_node, f"{path}.account", _unknown_account(account, declared))
+        elif default_account is None:
+            reader.problem(value_node, path, "missing key 'account' (there is no default_account)")
+        actions = (
+            reader.flag(fields["actions"][1], f"{path}.actions") if "actions" in fields else None
+        )
+        if account is not None:
+            channels[channel_id] = ChannelBinding(channel_id, account, bool(actions))
+    return channels
+
+
+def _rules(reader: YamlReader, node: yaml.Node | None) -> tuple[ActionRule, ...]:
+    """First matching rule wins, so a rule after a catch-all for the same action would
+    never apply: that is reported instead of silently ignored."""
+    rules: list[ActionRule] = []
+    catch_all: dict[str, str] = {}
+    for index, item in enumerate(reader.sequence(node, "rules")):
+        path = f"rules[{index}]"
+        fields = reader.mapping(item, path, RULE_KEYS)
+        if fields is None:
+            continue
+        for required in ("action", "approval"):
+            if required not in fields:
+                reader.problem(item, path, f"missing key '{required}'")
+        actions = _rule_actions(reader, fields, path)
+        approval = None
+        if "approval" in fields:
+            approval_node = fields["approval"][1]
+            approval = reader.choice(
+                approval_node, f"{path}.approval", APPROVAL_MODES, "an approval mode"
+            )
+        match = (
+            _match(reader, fields["match"][1], f"{path}.match")
+            if "match" in fields
+            else MatchRule()
+        )
+        for action, action_node in actions:
+            if action in catch_all:
+                reader.problem(
+                    action_node,
+                    f"{path}.action",
+                    f"never applies to {action}: {catch_all[action]} already covers every "
+                    f"{action}; put the more specific rule first",
+                )
+            elif match.is_catch_all:
+                catch_all[action] = path
+            if approval is not None:
+                rules.append(ActionRule(action, approval, match))  # type: ignore[arg-type]
+    return tuple(rules)
+
+
+def _rule_actions(reader: YamlReader, fields: dict, path: str) -> list[tuple[str, yaml.Node]]:
+    if "action" not in fields:
+        return []
+    node = fields["action"][1]
+    items = reader.texts(node, f"{path}.action")
+    if reader.is_null(node) or (isinstance(node, yaml.SequenceNode) and not node.value):
+        reader.problem(node, f"{path}.action", f"must name at least one of: {', '.join(ACTIONS)}")
+    actions = []
+    for _, item_node, item_path in items:
+        action = reader.choice(item_node, item_path, ACTIONS, "an action")
+        if action is not None:
+            actions.append((action, item_node))
+    return actions
+
+
+def _match(reader: YamlReader, node: yaml.Node, path: str) -> MatchRule:
+    fields = reader.mapping(node, path, MATCH_KEYS) or {}
+    values: dict[str, tuple[str, ...]] = {}
+    for key, (_, value_node) in fields.items():
+        items = reader.texts(value_node, f"{path}.{key}", allow_blank=key == "metadata_contains")
+        for text, item_node, item_path in items:
+            if not text:
+                reader.problem(item_node, item_path, "an empty text would match every session")
+        values[key] = tuple(text for text, _, _ in items if text)
+    return MatchRule(**values)
+
+
+def _duration(reader: YamlReader, node: yaml.Node | None, path: str) -> int | None:
+    """Plain seconds (600) or a duration such as 90s, 10m, 1h30m."""
+    if node is None:
+        return None
+    value = reader.scalar(node)
+    seconds = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.strip():
+        found = _DURATION.fullmatch(value.strip())
+        if found:
+            hours, minutes, secs = (int(part or 0) for part in found.groups())
+            seconds = hours * 3600 + minutes * 60 + secs
+    if seconds is None:
+        reader.problem(
+            node, path, f"{show(value)} is not a duration such as 600, 90s, 10m or 1h30m"
+        )
+        return None
+    if not MIN_APPROVAL_TTL_SECONDS <= seconds <= MAX_APPROVAL_TTL_SECONDS:
+        reader.problem(node, path, "must be between 10 seconds and 24 hours")
+        return None
+    return seconds
+
+
+def _unknown_account(name: str, declared: set[str]) -> str:
+    known = ", ".join(sorted(declared)) or "none"
+    return f"{show(name)} is not one of the accounts ({known})"
+
+
+def _frozen(mapping: dict) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+def _redact(problems: list[str], secrets: set[str]) -> list[str]:
+    """A last guard: whatever path a key value took into a message, it leaves here."""
+    for secret in sorted((s.strip() for s in secrets), key=len, reverse=True):
+        if len(secret) >= _MIN_SECRET_LENGTH:
+            problems = [problem.replace(secret, "[redacted]") for problem in problems]
+    return problems
