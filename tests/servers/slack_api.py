@@ -1,0 +1,594 @@
+"""A local stand-in for the Slack Web API, response_url endpoints and Socket Mode.
+
+End-to-end tests run the bot as a real process with ``SLACK_API_URL`` pointed here and then
+assert on what it posted. The server parses requests the way slack_sdk 3.48 sends them:
+``chat.*`` methods as JSON, most others form-encoded (blocks then arrive as JSON strings),
+the token in ``Authorization: Bearer``. It answers like Slack where it matters to the bot:
+``ok: false`` with HTTP 200 for API errors, 429 + ``Retry-After`` when rate limited, Block
+Kit checked with slack_sdk's own models, and response URLs good for five uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+
+from tests.servers.slack_socket import SocketModeServer
+
+MAX_MESSAGE_BLOCKS = 50
+RESPONSE_URL_USES = 5  # "up to 5 times within 30 minutes" (Slack slash-command docs)
+JSON_FIELDS = ("blocks", "attachments", "metadata", "user_auth_blocks")
+TEXT_OBJECT_TYPES = ("plain_text", "mrkdwn")
+TEAM_DOMAIN = "ngrok-ops-test"
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    """One request the server received, with what it answered (``status``, ``response``)."""
+
+    method: str
+    body: dict
+    headers: dict[str, str] = field(repr=False)
+    key: str | None
+    at: float
+    status: int = 200
+    response: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.response.get("ok"))
+
+    @property
+    def error(self) -> str | None:
+        return self.response.get("error")
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    error: str
+    retry_after: int | None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    text: str
+    content_type: str
+    retry_after: int | None = None
+
+
+def block_problem(block: Any) -> str | None:
+    """Why Slack would reject this block, or None.
+
+    slack_sdk's models check lengths and counts; Slack also rejects unknown block and element
+    types, empty text objects, mrkdwn headers and empty actions/context blocks, so we do too.
+    """
+    if not isinstance(block, dict):
+        return f"block is not an object: {block!r:.80}"
+    try:
+        parsed = Block.parse(block)
+        if parsed is None:
+            return f"unknown block type {block.get('type')!r}"
+        parsed.validate_json()
+        rendered = parsed.to_dict()  # validates nested elements and objects too
+    except (SlackObjectFormationError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        return f"{block.get('type')} block: {exc}"
+    if None in rendered.get("elements", []):
+        return f"{block['type']} block has an element of unknown type"
+    if block["type"] in ("actions", "context") and not block.get("elements"):
+        return f"{block['type']} block needs at least one element"
+    if block["type"] == "header" and (block.get("text") or {}).get("type") != "plain_text":
+        return "header text must be plain_text"
+    return _text_object_problem(block)
+
+
+def _text_object_problem(node: Any) -> str | None:
+    if isinstance(node, list):
+        return next(filter(None, map(_text_object_problem, node)), None)
+    if not isinstance(node, dict):
+        return None
+    if node.get("type") in TEXT_OBJECT_TYPES:
+        text = node.get("text")
+        return None if isinstance(text, str) and text else "text object with empty text"
+    if node.get("type") in ("section", "header", "button") and isinstance(node.get("text"), str):
+        return f"{node['type']} text must be a text object, not a string"
+    return next(filter(None, map(_text_object_problem, node.values())), None)
+
+
+def message_problem(body: dict) -> tuple[str, str] | None:
+    """(error, reason) when a message body would be refused, checking content then blocks."""
+    blocks = body.get("blocks")
+    has_text = isinstance(body.get("text"), str) and body["text"].strip()
+    if not (has_text or blocks or body.get("attachments") or body.get("markdown_text")):
+        return "no_text", "neither text nor blocks nor attachments"
+    if blocks is None:
+        return None
+    if not isinstance(blocks, list):
+        return "invalid_blocks_format", "blocks is not a JSON array"
+    if len(blocks) > MAX_MESSAGE_BLOCKS:
+        return "invalid_blocks", f"{len(blocks)} blocks; at most {MAX_MESSAGE_BLOCKS} allowed"
+    for index, block in enumerate(blocks):
+        problem = block_problem(block)
+        if problem:
+            return "invalid_blocks", f"blocks[{index}]: {problem}"
+    return None
+
+
+def parse_body(content_type: str, raw: bytes, query: str) -> dict:
+    """Query and body parameters as one dict; JSON-looking form fields (blocks...) decoded."""
+    body: dict = dict(parse_qsl(query, keep_blank_values=True))
+    media_type = content_type.split(";")[0].strip().lower()
+    text = raw.decode("utf-8", "replace")
+    if media_type == "application/json":
+        try:
+            data = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            body.update(data)
+        else:
+            body["_raw"] = text
+            body["_invalid_json"] = True
+    elif media_type == "application/x-www-form-urlencoded":
+        body.update(parse_qsl(text, keep_blank_values=True))
+    elif text:
+        body["_raw"] = text
+    for name in JSON_FIELDS:
+        value = body.get(name)
+        if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+            with contextlib.suppress(json.JSONDecodeError):  # else invalid_blocks_format later
+                body[name] = json.loads(value)
+    return body
+
+
+def _redacted(body: dict) -> dict:
+    return {k: ("<redacted>" if k == "token" else v) for k, v in body.items()}
+
+
+class SlackApiServer:
+    """Threaded HTTP/1.1 server on 127.0.0.1 recording every call; see module docstring."""
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-test-token",
+        app_token: str = "xapp-test-token",
+        team_id: str = "T111",
+        bot_user_id: str = "UBOT1",
+        bot_id: str = "B111",
+        app_id: str = "A111",
+        usergroups: dict[str, list[str]] | None = None,
+        port: int = 0,
+    ) -> None:
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.app_id = app_id
+        self._port = port
+        self._cond = threading.Condition()
+        self._calls: list[SlackCall] = []
+        self._failures: dict[str, deque[_Failure]] = {}
+        self._messages: dict[tuple[str, str], dict] = {}
+        self._response_uses: dict[str, int] = {}
+        self._usergroups = {k: list(v) for k, v in (usergroups or {}).items()}
+        self._ts_counter = itertools.count(1)
+        self._http: _HttpServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self._socket_mode = SocketModeServer(app_id=app_id)
+        self._methods: dict[str, Callable[[dict], dict]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.update": self._update,
+            "chat.getPermalink": self._get_permalink,
+            "conversations.info": self._conversations_info,
+            "users.info": self._users_info,
+            "usergroups.users.list": self._usergroup_users,
+            "apps.connections.open": self._connections_open,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        self._http = _HttpServer(("127.0.0.1", self._port), _Handler, self)
+        self._http_thread = threading.Thread(
+            target=self._http.serve_forever, args=(0.05,), name="slack-api", daemon=True
+        )
+        self._http_thread.start()
+        self._socket_mode.start()
+        return self
+
+    def stop(self) -> None:
+        """Close Socket Mode first so a connected client cannot reconnect to a live API."""
+        self._socket_mode.stop()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.close_all()
+            if self._http_thread is not None:
+                self._http_thread.join(timeout=5)
+            self._http = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._http is None:
+            raise RuntimeError("the Slack API stand-in is not started")
+        return self._http.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def response_url(self, key: str | None = None) -> str:
+        return f"http://127.0.0.1:{self.port}/response/{key or uuid.uuid4().hex}"
+
+    # -- inspection and control --------------------------------------------------------------
+
+    def calls(self) -> list[SlackCall]:
+        with self._cond:
+            return list(self._calls)
+
+    def calls_to(self, method: str, key: str | None = None) -> list[SlackCall]:
+        return [c for c in self.calls() if c.method == method and (key is None or c.key == key)]
+
+    def wait_for(
+        self,
+        method: str,
+        count: int = 1,
+        *,
+        timeout: float = 10.0,
+        key: str | None = None,
+        predicate: Callable[[SlackCall], bool] | None = None,
+    ) -> list[SlackCall]:
+        """All matching calls once there are at least ``count`` (failed attempts included)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                matched = [
+                    c
+                    for c in self._calls
+                    if c.method == method
+                    and (key is None or c.key == key)
+                    and (predicate is None or predicate(c))
+                ]
+                if len(matched) >= count:
+                    return matched
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"waited {timeout}s for {count} call(s) to {method}"
+                        f"{f' (key {key})' if key else ''}, matched {len(matched)}.\n"
+                        f"{self._dump()}"
+                    )
+                self._cond.wait(remaining)
+
+    def _dump(self) -> str:
+        if not self._calls:
+            return "no calls were received"
+        lines = ["calls received:"]
+        for index, call in enumerate(self._calls):
+            body = json.dumps(_redacted(call.body), default=str)
+            lines.append(
+                f"  {index}. {call.method}{f' [{call.key}]' if call.key else ''} "
+                f"-> {call.status} {call.error or 'ok'}: {body[:400]}"
+            )
+        return "\n".join(lines)
+
+    def clear(self) -> None:
+        """Forget recorded calls; posted messages and response_url budgets are kept."""
+        with self._cond:
+            self._calls.clear()
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        error: str = "ratelimited",
+        retry_after: int | None = 1,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` calls to ``method`` (or "response_url") with an error."""
+        with self._cond:
+            queue = self._failures.setdefault(method, deque())
+            queue.extend(_Failure(status, error, retry_after) for _ in range(times))
+
+    def set_usergroup(self, group_id: str, user_ids: list[str]) -> None:
+        with self._cond:
+            self._usergroups[group_id] = list(user_ids)
+
+    def wait_socket_connected(self, timeout: float = 10.0) -> None:
+        self._socket_mode.wait_connected(timeout)
+
+    def socket_connection_count(self) -> int:
+        return self._socket_mode.connection_count()
+
+    def send_envelope(
+        self,
+        type: str,
+        payload: dict,
+        *,
+        accepts_response_payload: bool = True,
+        timeout: float = 10.0,
+    ) -> dict:
+        return self._socket_mode.send_envelope(
+            type, payload, accepts_response_payload=accepts_response_payload, timeout=timeout
+        )
+
+    # -- request handling (called from HTTP handler threads) ---------------------------------
+
+    def handle_api(self, method: str, body: dict, headers: dict[str, str]) -> _Reply:
+        failure = self._take_failure(method)
+        retry_after = None
+        if failure is not None:
+            status, response = failure.status, {"ok": False, "error": failure.error}
+            retry_after = failure.retry_after
+        elif body.get("_invalid_json"):
+            status, response = 200, {"ok": False, "error": "invalid_json"}
+        else:
+            token = headers.get("authorization", "").removeprefix("Bearer ").strip()
+            auth_error = self._auth_error(method, token or str(body.get("token", "")))
+            handler = self._methods.get(method, lambda _body: {"ok": True})
+            response = {"ok": False, "error": auth_error} if auth_error else handler(body)
+            status = 200
+        self._record(SlackCall(method, body, headers, None, time.monotonic(), status, response))
+        return _Reply(status, json.dumps(response), "application/json; charset=utf-8", retry_after)
+
+    def handle_response_url(self, key: str, body: dict, headers: dict[str, str]) -> _Reply:
+        if isinstance(body.get("payload"), str):  # the incoming-webhook form: payload=<json>
+            body = parse_body("application/json", body["payload"].encode("utf-8"), "")
+        failure = self._take_failure("response_url")
+        if failure is not None:
+            status, answer, retry_after = failure.status, failure.error, failure.retry_after
+        else:
+            (status, answer), retry_after = self._response_url_answer(key, body), None
+        response = {"ok": True} if status == 200 else {"ok": False, "error": answer}
+        self._record(
+            SlackCall("response_url", body, headers, key, time.monotonic(), status, response)
+        )
+        return _Reply(status, answer, "text/html", retry_after)
+
+    def _response_url_answer(self, key: str, body: dict) -> tuple[int, str]:
+        if body.get("_invalid_json") or "_raw" in body:
+            return 400, "invalid_payload"
+        if not body.get("delete_original"):
+            problem = message_problem(body)
+            if problem:
+                body["_invalid_reason"] = problem[1]
+                return 400, problem[0]
+        with self._cond:
+            if self._response_uses.get(key, 0) >= RESPONSE_URL_USES:
+                return 404, "used_url"
+            self._response_uses[key] = self._response_uses.get(key, 0) + 1
+        return 200, "ok"
+
+    def _take_failure(self, method: str) -> _Failure | None:
+        with self._cond:
+            queue = self._failures.get(method)
+            return queue.popleft() if queue else None
+
+    def _record(self, call: SlackCall) -> None:
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify_all()
+
+    def _auth_error(self, method: str, token: str) -> str | None:
+        wanted, other = self.bot_token, self.app_token
+        if method == "apps.connections.open":
+            wanted, other = other, wanted
+        if not token:
+            return "not_authed"
+        if token == wanted:
+            return None
+        return "not_allowed_token_type" if token == other else "invalid_auth"
+
+    # -- Web API methods ---------------------------------------------------------------------
+
+    def _auth_test(self, body: dict) -> dict:
+        return {
+            "ok": True,
+            "url": f"https://{TEAM_DOMAIN}.slack.com/",
+            "team": "ngrok-ops test",
+            "user": "ngrok-ops",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _next_ts(self) -> str:
+        n = next(self._ts_counter)
+        return f"{1700000000 + n // 10000}.{n % 10000 * 100:06d}"
+
+    def _message_refusal(self, body: dict) -> dict | None:
+        if not body.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        problem = message_problem(body)
+        if problem is None:
+            return None
+        body["_invalid_reason"] = problem[1]
+        return {"ok": False, "error": problem[0]}
+
+    def _message(self, body: dict, ts: str) -> dict:
+        message = {
+            "type": "message",
+            "text": body.get("text", ""),
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "app_id": self.app_id,
+            "team": self.team_id,
+            "ts": ts,
+        }
+        for name in ("blocks", "attachments", "thread_ts", "metadata"):
+            if name in body:
+                message[name] = body[name]
+        return message
+
+    def _post_message(self, body: dict) -> dict:
+        refusal = self._message_refusal(body)
+        if refusal:
+            return refusal
+        ts = self._next_ts()
+        message = self._message(body, ts)
+        with self._cond:
+            self._messages[(body["channel"], ts)] = message
+        return {"ok": True, "channel": body["channel"], "ts": ts, "message": message}
+
+    def _post_ephemeral(self, body: dict) -> dict:
+        refusal = self._message_refusal(body)
+        if refusal:
+            return refusal
+        if not body.get("user"):
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "message_ts": self._next_ts()}  # ephemerals can't be updated later
+
+    def _update(self, body: dict) -> dict:
+        refusal = self._message_refusal(body)
+        if refusal:
+            return refusal
+        channel, ts = body["channel"], str(body.get("ts", ""))
+        with self._cond:
+            old = self._messages.get((channel, ts))
+            if old is None:
+                return {"ok": False, "error": "message_not_found"}
+            message = self._message(body, ts) | {"edited": {"user": self.bot_user_id, "ts": ts}}
+            if "thread_ts" in old:
+                message["thread_ts"] = old["thread_ts"]
+            self._messages[(channel, ts)] = message
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": ts,
+            "text": message["text"],
+            "message": message,
+        }
+
+    def _get_permalink(self, body: dict) -> dict:
+        channel, ts = body.get("channel"), str(body.get("message_ts", ""))
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if not ts:
+            return {"ok": False, "error": "message_not_found"}
+        link = f"https://{TEAM_DOMAIN}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        return {"ok": True, "channel": channel, "permalink": link}
+
+    def _conversations_info(self, body: dict) -> dict:
+        channel = body.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        info = {"id": channel, "name": channel.lower(), "is_channel": True, "is_private": False}
+        info |= {"is_archived": False, "is_member": True, "is_im": False, "is_group": False}
+        return {"ok": True, "channel": info}
+
+    def _users_info(self, body: dict) -> dict:
+        user = body.get("user")
+        if not user:
+            return {"ok": False, "error": "user_not_found"}
+        name = user.lower()
+        profile = {"display_name": name, "real_name": f"User {user}"}
+        info = {"id": user, "team_id": self.team_id, "name": name, "real_name": f"User {user}"}
+        info |= {"deleted": False, "is_admin": False, "tz": "UTC", "profile": profile}
+        return {"ok": True, "user": info | {"is_bot": user == self.bot_user_id}}
+
+    def _usergroup_users(self, body: dict) -> dict:
+        with self._cond:
+            users = self._usergroups.get(str(body.get("usergroup", "")))
+        if users is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(users)}
+
+    def _connections_open(self, body: dict) -> dict:
+        return {"ok": True, "url": self._socket_mode.issue_url()}
+
+
+class _HttpServer(ThreadingHTTPServer):
+    """Knows its SlackApiServer and its open connections, so stop() can close keep-alives."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, slack: SlackApiServer) -> None:
+        super().__init__(address, handler)
+        self.slack = slack
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+
+    def close_all(self) -> None:
+        self.server_close()
+        with self.sockets_lock:
+            for sock in list(self.open_sockets):
+                with contextlib.suppress(OSError):  # already closed by the client
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = 30
+    server: _HttpServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.sockets_lock:
+            self.server.open_sockets.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.sockets_lock:
+            self.server.open_sockets.discard(self.connection)
+        super().finish()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: failing tests show the recorded calls instead."""
+
+    def _read_body(self) -> bytes:
+        """Content-Length bodies only: slack_sdk, WebhookClient and httpx all send one."""
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        raw = self._read_body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        body = parse_body(headers.get("content-type", ""), raw, parts.query)
+        api_method = parts.path.removeprefix("/api/")
+        response_key = parts.path.removeprefix("/response/")
+        if parts.path.startswith("/api/") and api_method:
+            reply = self.server.slack.handle_api(api_method, body, headers)
+        elif parts.path.startswith("/response/") and response_key:
+            reply = self.server.slack.handle_response_url(response_key, body, headers)
+        else:
+            reply = _Reply(404, "not found", "text/plain; charset=utf-8")
+        data = reply.text.encode("utf-8")
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if reply.retry_after is not None:
+            self.send_header("Retry-After", str(reply.retry_after))
+        self.end_headers()
+        self.wfile.write(data)
