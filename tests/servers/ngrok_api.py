@@ -339,6 +339,10 @@ class NgrokApiServer:
         self.stop()
 
     # ---- inspection and control -----------------------------------------------------------
+    def client_headers(self) -> dict[str, str]:
+        """The headers a well-behaved client sends (test convenience; the key is a test key)."""
+        return {"Authorization": f"Bearer {self._api_key}", "Ngrok-Version": "2"}
+
     def log(self) -> list[LoggedRequest]:
         with self._lock:
             return list(self._log)

@@ -373,6 +373,7 @@ class Fleet:
             agent = Agent(session, old.endpoint_specs, old.remote_management)
             session["id"] = self._new_id("ts_", at, monotonic=True)
             session["uri"] = f"{self.base_url}/tunnel_sessions/{session['id']}"
+            agent.session = dict(sorted(session.items()))
             self._bring_online(agent, at)
 
 
