@@ -1,0 +1,75 @@
+"""`python -m bot` runs the bot; `python -m bot check` says whether it is ready to run.
+
+With SLACK_APP_TOKEN set the bot connects over Socket Mode; otherwise it serves HTTP on
+$PORT through gunicorn (the same server as the Procfile's `web:`), never Bolt's
+development server.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from bot.settings import SettingsError, load_settings_from_environment
+
+USAGE = "usage: python -m bot [check]"
+
+
+def run_socket_mode() -> None:
+    """Connects to Slack over a WebSocket and serves until interrupted."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import create_app
+    from bot.deps import build_deps
+    from bot.logs import configure_logging
+
+    settings = load_settings_from_environment()
+    configure_logging(settings.log_level, settings.secret_values())
+    deps = build_deps(settings)
+    app = create_app(deps)
+    handler = SocketModeHandler(app, settings.slack_app_token)
+    try:
+        handler.start()
+    finally:
+        deps.close()
+
+
+def run_http() -> None:
+    """Replaces this process with gunicorn configured by bot.gunicorn_conf."""
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:bot.gunicorn_conf",
+        "bot.wsgi:load_app()",
+    ]
+    os.execv(sys.executable, argv)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; returns the exit code (2 for bad settings or usage)."""
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv and argv[0] != "check":
+        print(f"Unknown command {argv[0]!r}. {USAGE}", file=sys.stderr)
+        return 2
+    if argv:
+        from bot.doctor import run_checks
+
+        return run_checks()
+    try:
+        settings = load_settings_from_environment()
+    except SettingsError as error:
+        print(error.report(), file=sys.stderr)
+        return 2
+    if settings.mode == "socket":
+        run_socket_mode()
+    else:
+        run_http()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,45 @@
+"""create_app: the one composition root, from Settings and Deps to a Bolt App."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+
+import commands
+from bot.deps import Deps
+
+log = logging.getLogger("ngrok_ops.app")
+
+# Listeners only parse, check and hand work to bot.jobs, so a few threads ack everything;
+# a pool larger than Bolt's default 5 still keeps acks quick when Slack retries pile up.
+LISTENER_THREADS = 16
+
+
+def create_app(deps: Deps, *, token_verification: bool = True) -> App:
+    """Builds the Bolt app with every listener registered in commands.register."""
+    settings = deps.settings
+    app = App(
+        signing_secret=settings.slack_signing_secret or None,
+        client=deps.slack,
+        token_verification_enabled=token_verification,
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener"
+        ),
+        logger=logging.getLogger("ngrok_ops.bolt"),
+    )
+    commands.register(app, deps)
+
+    @app.error
+    def on_unexpected(
+        error: Exception, body: dict[str, Any], logger: logging.Logger
+    ) -> BoltResponse:
+        # The traceback goes to the log; the user still learns that something went wrong.
+        logger.exception("unhandled error in a listener", exc_info=error)
+        return BoltResponse(
+            status=200, body="Something went wrong on the ngrok-ops side; it has been logged."
+        )
+
+    return app

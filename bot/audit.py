@@ -1,0 +1,87 @@
+"""One record per request, approval, denial, expiry, execution and result.
+
+Each record becomes a JSON line on stdout (for the log pipeline), a row in the store (for
+`/ngrok audit`) and, when an audit channel is configured, a line there. The public record
+in the requester's thread is posted by the command that ran the action, because only it
+knows which message to edit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from bot.blocks import escape
+from bot.store import Store
+
+log = logging.getLogger("ngrok_ops.audit")
+
+EVENT_VERBS = {
+    "requested": "asked to",
+    "approval_requested": "asked a second person to approve:",
+    "approved": "approved:",
+    "denied": "denied:",
+    "expired": "expired:",
+    "cancelled": "cancelled:",
+    "executed": "ran",
+    "failed": "failed to",
+    "refused": "was refused:",
+}
+
+
+def format_audit_line(entry: dict[str, Any]) -> str:
+    """A one-line mrkdwn summary; every value is escaped because metadata is untrusted."""
+    actor = entry.get("actor") or "?"
+    verb = EVENT_VERBS.get(str(entry.get("event")), str(entry.get("event")))
+    parts = [f"<@{escape(str(actor))}> {escape(verb)} *{escape(str(entry.get('action', '')))}*"]
+    if entry.get("session_id"):
+        parts.append(f"`{escape(str(entry['session_id']))}`")
+    if entry.get("account"):
+        parts.append(f"(account {escape(str(entry['account']))})")
+    if entry.get("detail"):
+        parts.append(f"— {escape(str(entry['detail']))[:500]}")
+    if entry.get("duration_ms") is not None:
+        parts.append(f"in {entry['duration_ms'] / 1000:.1f} s")
+    return " ".join(parts)
+
+
+class Auditor:
+    """Writes each record to stdout, the store and the audit channel."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        audit_channel: str | None,
+        announce: Callable[[str, str], None] | None,
+        stream: IO[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._audit_channel = audit_channel
+        self._announce = announce
+        self._stream = stream or sys.stdout
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def record(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Records one event; a failing announcement is logged, never lost silently."""
+        entry: dict[str, Any] = {"ts": round(self._clock(), 3), "event": event}
+        entry.update({key: value for key, value in fields.items() if value is not None})
+        entry.setdefault("outcome", event)
+        line = json.dumps({"audit": entry}, ensure_ascii=False, sort_keys=True)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        self._store.add_audit(entry)
+        if self._audit_channel and self._announce is not None:
+            try:
+                self._announce(self._audit_channel, format_audit_line(entry))
+            except Exception:
+                log.exception("could not post the audit record to the audit channel")
+        return entry

@@ -1,0 +1,121 @@
+"""What every handler needs, built once per process from Settings.
+
+Handlers receive a Deps through `functools.partial`, never a global, so tests and the two
+serving modes build the same graph. Clients are created here, never at import time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.audit import Auditor
+from bot.config import Account, BotConfig
+from bot.groups import GroupDirectory
+from bot.jobs import Jobs
+from bot.ngrok import NgrokClient
+from bot.pacing import shared_pacer
+from bot.policy import account_for_channel, roles_of
+from bot.settings import Settings
+from bot.store import Store, open_store
+
+
+def slack_retry_handlers() -> list:
+    """429s wait for Retry-After, connection errors and 5xx are retried a little."""
+    return [
+        ConnectionErrorRetryHandler(max_retry_count=2),
+        RateLimitErrorRetryHandler(max_retry_count=2),
+        ServerErrorRetryHandler(max_retry_count=1),
+    ]
+
+
+def build_slack_client(settings: Settings) -> WebClient:
+    """The one WebClient of the process, pointed at SLACK_API_URL when set."""
+    kwargs: dict = {"token": settings.slack_bot_token, "retry_handlers": slack_retry_handlers()}
+    if settings.slack_api_url:
+        kwargs["base_url"] = settings.slack_api_url
+    return WebClient(**kwargs)
+
+
+@dataclass
+class Deps:
+    """The object graph handed to every handler."""
+
+    settings: Settings
+    slack: WebClient
+    store: Store
+    jobs: Jobs
+    groups: GroupDirectory
+    auditor: Auditor
+    ngrok_clients: dict[str, NgrokClient]
+    clock: Callable[[], float] = field(default=time.time)
+
+    @property
+    def config(self) -> BotConfig:
+        return self.settings.config
+
+    def roles(self, user_id: str) -> frozenset[str]:
+        """The user's roles now (group membership re-read after a short cache)."""
+        return roles_of(self.config, user_id, self.groups.groups_of)
+
+    def ngrok_for(self, channel_id: str) -> tuple[Account, NgrokClient] | None:
+        """The ngrok account bound to a channel, with its client; None when none applies."""
+        account = account_for_channel(self.config, channel_id)
+        if account is None:
+            return None
+        return account, self.ngrok_clients[account.name]
+
+    def close(self) -> None:
+        """Stops jobs and closes connections (tests and graceful shutdown)."""
+        self.jobs.shutdown(wait=False)
+        for client in self.ngrok_clients.values():
+            client.close()
+        self.store.close()
+
+
+def build_deps(settings: Settings) -> Deps:
+    """Creates the clients, the store and the executors for one process."""
+    slack = build_slack_client(settings)
+    store = open_store(redis_url=settings.redis_url, sqlite_path=settings.state_path)
+    clients = {
+        name: NgrokClient(
+            account.api_key,
+            base_url=account.api_url or settings.ngrok_api_url,
+            timeout=settings.ngrok_timeout,
+            pacer=shared_pacer(
+                account.api_key,
+                max_requests=settings.ngrok_max_requests,
+                per_seconds=settings.ngrok_window_seconds,
+                max_in_flight=settings.ngrok_max_in_flight,
+            ),
+        )
+        for name, account in settings.config.accounts.items()
+    }
+    group_ids = {
+        member
+        for members in settings.config.roles.values()
+        for member in members
+        if member.startswith("S")
+    }
+
+    def announce(channel: str, text: str) -> None:
+        slack.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+
+    auditor = Auditor(store, audit_channel=settings.config.audit_channel, announce=announce)
+    return Deps(
+        settings=settings,
+        slack=slack,
+        store=store,
+        jobs=Jobs(max_workers=settings.worker_threads),
+        groups=GroupDirectory(slack, group_ids),
+        auditor=auditor,
+        ngrok_clients=clients,
+    )

@@ -1,0 +1,104 @@
+"""`python -m bot check`: settings, Slack token, ngrok keys and state store, as a table.
+
+It makes one call per dependency (auth.test, one list call per ngrok account, a store ping)
+and exits 0 only when every row is OK, so it can gate a deployment.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from slack_sdk.errors import SlackApiError
+
+from bot.deps import build_slack_client
+from bot.ngrok import NgrokClient
+from bot.ngrok_errors import NgrokError
+from bot.settings import Settings, SettingsError, load_settings_from_environment
+from bot.store import open_store
+
+Row = tuple[str, bool, str]
+
+
+def _check(name: str, probe: Callable[[], str]) -> Row:
+    try:
+        return (name, True, probe())
+    except SlackApiError as error:
+        return (name, False, f"Slack answered {error.response.get('error')!r}")
+    except NgrokError as error:
+        return (name, False, str(error))
+    except Exception as error:  # the doctor reports every failure as a row, never a traceback
+        return (name, False, f"{type(error).__name__}: {error}")
+
+
+def check_rows(settings: Settings) -> list[Row]:
+    """Runs every probe; each row is (what, ok, detail)."""
+
+    def slack() -> str:
+        auth = build_slack_client(settings).auth_test()
+        return f"team {auth.get('team')} ({auth.get('team_id')}), bot user {auth.get('user_id')}"
+
+    def ngrok(name: str) -> Callable[[], str]:
+        account = settings.config.accounts[name]
+
+        def probe() -> str:
+            with NgrokClient(
+                account.api_key,
+                base_url=account.api_url or settings.ngrok_api_url,
+                timeout=settings.ngrok_timeout,
+                retry_budget=5.0,
+            ) as client:
+                page = client.list_sessions_page(limit=1)
+            online = "at least one session online" if page.sessions else "no session online"
+            return f"API key accepted; {online}"
+
+        return probe
+
+    def store() -> str:
+        backend = "Redis" if settings.redis_url else f"SQLite file {settings.state_path}"
+        opened = open_store(redis_url=settings.redis_url, sqlite_path=settings.state_path)
+        try:
+            opened.ping()
+        finally:
+            opened.close()
+        return f"{backend} reachable"
+
+    mode = "Socket Mode" if settings.mode == "socket" else f"HTTP on port {settings.port}"
+    config = settings.config
+    rows: list[Row] = [("settings", True, f"{mode}; config: {_describe_config(settings)}")]
+    rows.append(_check("slack token (auth.test)", slack))
+    for name in sorted(config.accounts):
+        rows.append(_check(f"ngrok account {name!r}", ngrok(name)))
+    rows.append(_check("state store", store))
+    return rows
+
+
+def _describe_config(settings: Settings) -> str:
+    config = settings.config
+    if not config.configured:
+        return "none (everyone may list; actions are refused until BOT_CONFIG grants them)"
+    roles = ", ".join(f"{role}: {len(members)}" for role, members in sorted(config.roles.items()))
+    return f"{len(config.accounts)} account(s), {len(config.channels)} channel(s), roles {roles}"
+
+
+def format_table(rows: list[Row]) -> str:
+    """A fixed-width table that reads well in a terminal and in CI logs."""
+    width = max(len(name) for name, _, _ in rows)
+    lines = [f"{'check'.ljust(width)}  result  detail", f"{'-' * width}  ------  ------"]
+    for name, ok, detail in rows:
+        lines.append(f"{name.ljust(width)}  {'OK    ' if ok else 'FAILED'}  {detail}")
+    return "\n".join(lines)
+
+
+def run_checks() -> int:
+    """Prints the table; 0 when the bot is ready, 1 when a check failed, 2 for bad settings."""
+    try:
+        settings = load_settings_from_environment()
+    except SettingsError as error:
+        print(error.report(), file=sys.stderr)
+        return 2
+    rows = check_rows(settings)
+    print(format_table(rows))
+    ready = all(ok for _, ok, _ in rows)
+    print("ready" if ready else "not ready: fix the FAILED rows above")
+    return 0 if ready else 1

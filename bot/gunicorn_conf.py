@@ -1,0 +1,27 @@
+"""gunicorn settings for the `web:` process and for `python -m bot` in HTTP mode.
+
+The master checks the settings before it forks, so a broken deployment prints every
+problem once and exits with code 2 instead of restarting workers that cannot boot.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bot.settings import SettingsError, load_settings_from_environment
+
+try:
+    _settings = load_settings_from_environment()
+except SettingsError as _error:
+    print(_error.report(), file=sys.stderr, flush=True)
+    sys.exit(2)
+
+bind = f"0.0.0.0:{_settings.port}"
+worker_class = "gthread"
+workers = 1
+threads = 32  # acks are quick, but 50 simultaneous commands must not queue behind each other
+timeout = 0  # requests only ack; slow work runs on bot.jobs, not in request threads
+graceful_timeout = 20
+control_socket_disable = True  # one fixed socket path would clash between instances
+accesslog = "/dev/stderr"  # stdout carries the JSON audit records
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

@@ -1,0 +1,129 @@
+"""The three ways in: `/ngrok`, `@ngrok-ops` and the "ngrok sessions" message shortcut.
+
+Every handler acks on its first line and hands the work to bot.jobs, so a slow ngrok API
+can never hold a Bolt listener thread (and with it the ack of someone else's request).
+One grammar and one router serve all three.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, BoltContext, Respond
+from slack_sdk import WebClient
+
+from bot.deps import Deps
+from bot.views_actions import render_error
+from commands.context import Invocation
+from commands.control import request_action
+from commands.grammar import (
+    Command,
+    Help,
+    ListSessions,
+    ParseError,
+    RequestAction,
+    SessionQuery,
+    ShowAudit,
+    ShowSession,
+    parse_command,
+    strip_mention,
+)
+from commands.info import show_audit, show_help
+from commands.session import show_session
+from commands.sessions import list_sessions
+
+log = logging.getLogger("ngrok_ops.entry")
+
+SORRY = "Something went wrong on the ngrok-ops side; it has been logged. Please try again."
+
+
+def route(inv: Invocation, deps: Deps, command: Command) -> None:
+    """Runs one parsed command (on a job thread)."""
+    if isinstance(command, Help):
+        show_help(inv, deps)
+    elif isinstance(command, ListSessions):
+        list_sessions(inv, deps, command.query)
+    elif isinstance(command, ShowSession):
+        show_session(inv, deps, command.session_id)
+    elif isinstance(command, RequestAction):
+        request_action(inv, deps, command.op, command.session_id)
+    elif isinstance(command, ShowAudit):
+        show_audit(inv, deps, command)
+
+
+def run_later(inv: Invocation, deps: Deps, fn: Any, *args: Any) -> None:
+    """Hands work to the job pool; an unexpected error still gets a reply."""
+    deps.jobs.submit(fn, inv, deps, *args, on_error=lambda _: inv.private(render_error(SORRY)))
+
+
+def handle_slash_command(
+    ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, *, deps: Deps
+) -> None:
+    """`/ngrok <text>`: parse errors are answered in the ack itself, the rest later."""
+    try:
+        parsed = parse_command(command.get("text") or "")
+    except ParseError as error:
+        ack(**render_error(error.message, error.usage))
+        return
+    ack()
+    inv = Invocation(
+        entry="command",
+        user_id=command["user_id"],
+        channel_id=command["channel_id"],
+        thread_ts=None,
+        client=client,
+        respond=respond,
+    )
+    run_later(inv, deps, route, parsed)
+
+
+def reply_parse_error(inv: Invocation, deps: Deps, error: ParseError) -> None:
+    inv.private(render_error(error.message, error.usage))
+
+
+def handle_mention(
+    ack: Ack,
+    event: dict[str, Any],
+    body: dict[str, Any],
+    context: BoltContext,
+    client: WebClient,
+    *,
+    deps: Deps,
+) -> None:
+    """`@ngrok-ops <text>` in a channel or thread; replies stay in the thread."""
+    ack()
+    event_id = body.get("event_id")
+    if event_id and not deps.store.consume_nonce(f"event:{event_id}", ttl_seconds=3600):
+        return  # Slack re-delivered an event this bot already handled
+    inv = Invocation(
+        entry="mention",
+        user_id=event.get("user", ""),
+        channel_id=event.get("channel", ""),
+        thread_ts=event.get("thread_ts") or event.get("ts"),
+        client=client,
+    )
+    text = strip_mention(event.get("text") or "", context.bot_user_id)
+    try:
+        parsed = parse_command(text)
+    except ParseError as error:
+        run_later(inv, deps, reply_parse_error, error)
+        return
+    run_later(inv, deps, route, parsed)
+
+
+def handle_thread_shortcut(
+    ack: Ack, shortcut: dict[str, Any], respond: Respond, client: WebClient, *, deps: Deps
+) -> None:
+    """The "ngrok sessions" message shortcut: the list goes into that message's thread."""
+    ack()
+    message = shortcut.get("message") or {}
+    inv = Invocation(
+        entry="shortcut",
+        user_id=(shortcut.get("user") or {}).get("id", ""),
+        channel_id=(shortcut.get("channel") or {}).get("id", ""),
+        thread_ts=message.get("thread_ts") or message.get("ts"),
+        client=client,
+        respond=respond,
+    )
+    run_later(inv, deps, list_sessions, SessionQuery())

@@ -1,0 +1,93 @@
+"""Running an approved action against the ngrok API, exactly once, and learning its outcome.
+
+The POST is sent once (the client never re-sends a POST that may have reached ngrok); what
+follows only reads: after a restart the agent comes back with a new session id, which is
+found by its credential, IP and metadata so the record can name it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.cel import SessionFilter
+from bot.ngrok import NgrokClient
+from bot.ngrok_errors import NgrokError
+from bot.ngrok_models import TunnelSession
+from commands.explain import explain
+
+log = logging.getLogger("ngrok_ops.execute")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came back: `ok`, one sentence for people, and how long the call took."""
+
+    ok: bool
+    sentence: str
+    seconds: float
+    error_code: str | None = None
+    may_have_been_applied: bool = False
+
+
+DONE = {
+    "restart": "The agent is restarting; it comes back with a new session id.",
+    "stop": "The agent was told to stop; it exits and does not come back on its own.",
+    "update": "The agent is installing the latest minor version.",
+}
+
+
+def run_action(
+    client: NgrokClient, op: str, session_id: str, *, clock: Callable[[], float] = time.monotonic
+) -> Outcome:
+    """Sends the one POST for an approved action and explains the result."""
+    started = clock()
+    try:
+        client.act(op, session_id)  # type: ignore[arg-type]
+    except NgrokError as error:
+        return Outcome(
+            ok=False,
+            sentence=explain(error, action=op, session_id=session_id),
+            seconds=clock() - started,
+            error_code=error.error_code,
+            may_have_been_applied=error.may_have_been_applied,
+        )
+    return Outcome(ok=True, sentence=DONE[op], seconds=clock() - started)
+
+
+def is_successor(old: TunnelSession, candidate: TunnelSession) -> bool:
+    """The same agent after a restart: a new id, same credential, IP and metadata."""
+    return (
+        candidate.id != old.id
+        and candidate.credential.id == old.credential.id
+        and candidate.ip == old.ip
+        and candidate.metadata == old.metadata
+        and (old.started_at is None or candidate.started_at is None or candidate.id > old.id)
+    )
+
+
+def find_successor(
+    client: NgrokClient,
+    old: TunnelSession,
+    *,
+    timeout: float,
+    interval: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> TunnelSession | None:
+    """Polls the (IP-filtered) list until the restarted agent shows up, or gives up."""
+    deadline = clock() + timeout
+    cel = SessionFilter(ips=(old.ip,)).to_cel() if old.ip else None
+    while True:
+        try:
+            for candidate in client.iter_sessions(filter=cel):
+                if is_successor(old, candidate):
+                    return candidate
+        except NgrokError as error:
+            # Best effort: the action already succeeded, only naming the new id is at stake.
+            log.info("looking for the restarted agent of %s failed: %s", old.id, error)
+        if clock() + interval > deadline:
+            return None
+        sleep(interval)

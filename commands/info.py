@@ -1,0 +1,46 @@
+"""`help` (only what this user may run here) and `audit` (operators and approvers)."""
+
+from __future__ import annotations
+
+from bot.deps import Deps
+from bot.policy import APPROVE, OPERATE, may_request, may_view
+from bot.views_actions import render_audit, render_error, render_help
+from commands.context import Invocation
+from commands.grammar import ShowAudit, help_lines
+
+
+def allowed_verbs(deps: Deps, user_id: str, channel_id: str) -> set[str]:
+    """The verbs this user may run in this channel, for the help text."""
+    roles = deps.roles(user_id)
+    verbs = {"help"}
+    if may_view(deps.config, roles, channel_id).allowed:
+        verbs |= {"sessions", "session"}
+    verbs |= {
+        op
+        for op in ("restart", "stop", "update")
+        if may_request(deps.config, roles, op, channel_id).allowed
+    }
+    if roles & {OPERATE, APPROVE}:
+        verbs.add("audit")
+    return verbs
+
+
+def show_help(inv: Invocation, deps: Deps) -> None:
+    inv.private(render_help(help_lines(allowed_verbs(deps, inv.user_id, inv.channel_id))))
+
+
+def show_audit(inv: Invocation, deps: Deps, command: ShowAudit) -> None:
+    """Recent records, newest first, optionally for one session or one person."""
+    if not deps.roles(inv.user_id) & {OPERATE, APPROVE}:
+        inv.private(
+            render_error(
+                "Only operators and approvers can read the audit log: ask an admin to add you "
+                "to roles.operator or roles.approver in BOT_CONFIG."
+            )
+        )
+        return
+    entries = deps.store.recent_audit(
+        limit=command.limit, session_id=command.session_id, user_id=command.user_id
+    )
+    title = command.session_id or (f"<@{command.user_id}>" if command.user_id else "")
+    inv.private(render_audit(entries, title=title))

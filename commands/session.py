@@ -1,0 +1,49 @@
+"""`session <id>` and the Details button: one agent with every field and its endpoints."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from bot.blocks import ButtonContext
+from bot.deps import Deps
+from bot.ngrok_errors import NgrokError
+from bot.policy import may_view
+from bot.views_actions import render_error
+from bot.views_sessions import render_session_detail
+from commands.context import Invocation
+from commands.explain import explain
+
+log = logging.getLogger("ngrok_ops.session")
+
+
+def show_session(inv: Invocation, deps: Deps, session_id: str) -> None:
+    """Fetches the session and its endpoints; the endpoints are best effort."""
+    decision = may_view(deps.config, deps.roles(inv.user_id), inv.channel_id)
+    if not decision.allowed:
+        inv.private(render_error(decision.reason))
+        return
+    bound = deps.ngrok_for(inv.channel_id)
+    assert bound is not None  # may_view refuses channels without an account
+    _, client = bound
+    try:
+        session = client.get_session(session_id)
+    except NgrokError as error:
+        inv.private(render_error(explain(error, session_id=session_id)))
+        return
+    try:
+        endpoints = client.session_endpoints([session.id]).get(session.id, [])
+    except NgrokError as error:
+        # The session is what was asked for; its endpoints are a bonus worth a log line.
+        log.warning("could not read the endpoints of %s: %s", session.id, error)
+        endpoints = []
+    message = render_session_detail(
+        session,
+        endpoints,
+        now=datetime.now(UTC),
+        context=ButtonContext(inv.channel_id, inv.thread_ts),
+    )
+    if inv.entry == "mention":
+        inv.public(message)
+    else:
+        inv.private(message)

@@ -1,0 +1,218 @@
+"""Two-person approval: a public request that another approver approves or denies.
+
+The request lives in the store; its state moves by compare-and-set (requested -> running ->
+done/failed, or -> denied / expired), so two approvers clicking at once, or two processes
+handling one click, run the action once. The public message is edited at every step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot.approvals import ApprovalClaims, consume_approval, issue_token
+from bot.blocks import message, section
+from bot.deps import Deps
+from bot.ngrok_errors import NgrokError
+from bot.ngrok_models import TunnelSession
+from bot.policy import may_approve, may_request
+from bot.views_actions import render_error, render_two_person_request
+from commands.context import Invocation
+from commands.control import audit_fields, perform, verify_click, where_claimed
+from commands.execute import Outcome
+from commands.explain import explain
+
+log = logging.getLogger("ngrok_ops.two_person")
+
+
+def _render(record: dict[str, Any], state: str, **extra: Any) -> dict[str, Any]:
+    return render_two_person_request(
+        record["action"],
+        TunnelSession.from_api(record["session"]),
+        state=state,  # type: ignore[arg-type]
+        requester_id=record["requester"],
+        ttl_seconds=record["ttl"],
+        **extra,
+    )
+
+
+def _edit(deps: Deps, record: dict[str, Any], state: str, **extra: Any) -> None:
+    """Edits the public request in place; a failed edit is logged, the state is in the store."""
+    if not record.get("ts"):
+        return
+    try:
+        deps.slack.chat_update(
+            channel=record["channel"], ts=record["ts"], **_render(record, state, **extra)
+        )
+    except SlackApiError as error:
+        log.warning("could not edit request %s: %s", record["id"], error.response.get("error"))
+
+
+def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
+    """ "Request approval" on the requester's prompt: posts the public request once."""
+    claims = verify_click(inv, deps, token, {"ask"})
+    if claims is None:
+        return
+    op, session_id = claims.action, claims.targets[0]
+    if inv.user_id != claims.requester:
+        inv.private(render_error("Only the person who asked for this can send it for approval."))
+        return
+    decision = may_request(deps.config, deps.roles(inv.user_id), op, claims.channel)
+    if not decision.allowed:
+        inv.private(render_error(decision.reason))
+        return
+    bound = deps.ngrok_for(claims.channel)
+    assert bound is not None  # may_request refuses channels without an account
+    account, client = bound
+    try:
+        session = client.get_session(session_id)
+    except NgrokError as error:
+        inv.replace(render_error(explain(error, action=op, session_id=session_id)))
+        return
+    if not consume_approval(deps.store, claims, now=deps.clock()):
+        inv.private(render_error("This request was already sent for approval."))
+        return
+    ttl = deps.config.approval_ttl_seconds
+    request_id = claims.nonce
+    approver_token, _ = issue_token(
+        secret=deps.settings.approval_secret,
+        action=op,
+        targets=[session.id],
+        requester=claims.requester,
+        channel=claims.channel,
+        thread_ts=claims.thread_ts,
+        ttl_seconds=ttl,
+        kind="two-person",
+        request_id=request_id,
+        now=deps.clock(),
+    )
+    record = {
+        "id": request_id,
+        "state": "requested",
+        "action": op,
+        "session": _session_raw(session),
+        "requester": claims.requester,
+        "channel": claims.channel,
+        "thread_ts": claims.thread_ts,
+        "account": account.name,
+        "ttl": ttl,
+    }
+    deps.store.put_request(request_id, record, ttl_seconds=ttl + 3600)
+    where = where_claimed(inv, claims)
+    ts = where.public(
+        _render(record, "requested", approve_value=approver_token, deny_value=approver_token)
+    )
+    if ts:
+        deps.store.transition_request(
+            request_id, expect_state="requested", new_state="requested", changes={"ts": ts}
+        )
+    place = "thread" if claims.thread_ts else "channel"
+    text = f"Approval requested in the {place}; someone with the approver role must approve it."
+    inv.replace(message(text, [section(text)]))
+    deps.auditor.record(
+        "approval_requested", actor=inv.user_id, **audit_fields(claims, session, account.name)
+    )
+    deps.jobs.later(ttl, expire_request, deps, request_id)
+
+
+def _session_raw(session: TunnelSession) -> dict[str, Any]:
+    """The session as the API shapes it, so the store keeps plain JSON."""
+    return {
+        "id": session.id,
+        "agent_version": session.agent_version,
+        "credential": {"id": session.credential.id, "uri": session.credential.uri},
+        "ip": session.ip,
+        "metadata": session.metadata,
+        "os": session.os,
+        "region": session.region,
+        "started_at": session.started_at.isoformat() if session.started_at else "",
+        "transport": session.transport,
+    }
+
+
+def expire_request(deps: Deps, request_id: str) -> None:
+    """Runs at the expiry time in whichever process scheduled it; a no-op once decided."""
+    record = deps.store.transition_request(
+        request_id, expect_state="requested", new_state="expired", changes={}
+    )
+    if record is None:
+        return
+    deps.auditor.record(
+        "expired",
+        actor=record["requester"],
+        action=record["action"],
+        session_id=record["session"]["id"],
+        requester=record["requester"],
+        channel=record["channel"],
+        request_id=request_id,
+        account=record["account"],
+    )
+    _edit(deps, record, "expired")
+
+
+def _load_request(inv: Invocation, deps: Deps, claims: ApprovalClaims) -> dict[str, Any] | None:
+    record = deps.store.get_request(claims.request_id or "")
+    if record is None:
+        inv.private(render_error("This request is no longer known; ask for a new one."))
+    return record
+
+
+def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
+    """Approve or Deny on the public request."""
+    claims = verify_click(inv, deps, token, {"two-person"})
+    if claims is None:
+        return
+    record = _load_request(inv, deps, claims)
+    if record is None:
+        return
+    op = claims.action
+    withdrawing = not approve and inv.user_id == claims.requester
+    if not withdrawing:
+        decision = may_approve(
+            deps.config, deps.roles(inv.user_id), claims.requester, inv.user_id, op,
+            claims.channel, mode="two-person",
+        )  # fmt: skip
+        if not decision.allowed:
+            deps.auditor.record(
+                "refused", actor=inv.user_id, detail=decision.reason,
+                **audit_fields(claims, None, record["account"]),
+            )  # fmt: skip
+            inv.private(render_error(decision.reason))
+            return
+    new_state = "running" if approve else "denied"
+    won = deps.store.transition_request(
+        record["id"], expect_state="requested", new_state=new_state,
+        changes={"decided_by": inv.user_id},
+    )  # fmt: skip
+    if won is None:
+        current = deps.store.get_request(record["id"]) or record
+        inv.private(render_error(f"This request is already {current.get('state', 'decided')}."))
+        return
+    session = TunnelSession.from_api(won["session"])
+    fields = audit_fields(claims, session, won["account"])
+    if not approve:
+        deps.auditor.record("denied", actor=inv.user_id, approver=inv.user_id, **fields)
+        _edit(deps, won, "denied", actor_id=inv.user_id)
+        return
+    deps.auditor.record("approved", actor=inv.user_id, approver=inv.user_id, **fields)
+    _edit(deps, won, "running", actor_id=inv.user_id)
+    bound = deps.ngrok_for(claims.channel)
+    assert bound is not None  # may_approve refuses channels without an account
+    _, client = bound
+
+    def announce(outcome: Outcome) -> None:
+        state = "done" if outcome.ok else "failed"
+        done = deps.store.transition_request(
+            won["id"], expect_state="running", new_state=state, changes={}
+        )
+        _edit(
+            deps, done or won, state, actor_id=inv.user_id,
+            detail="" if outcome.ok else outcome.sentence, elapsed_seconds=outcome.seconds,
+        )  # fmt: skip
+
+    perform(
+        deps, where_claimed(inv, claims), client, op, session, approver=inv.user_id,
+        fields=fields, announce=announce,
+    )  # fmt: skip
