@@ -115,7 +115,7 @@ def build_deps(settings: Settings) -> Deps:
         slack=slack,
         store=store,
         jobs=Jobs(max_workers=settings.worker_threads),
-        groups=GroupDirectory(slack, group_ids),
+        groups=GroupDirectory(slack, group_ids, ttl_seconds=settings.group_cache_seconds),
         auditor=auditor,
         ngrok_clients=clients,
     )

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.servers.ngrok_api_fixture",
     "tests.servers.slack_api_fixture",
     "tests.servers.redis_fixture",
+    "tests.e2e_fixtures",
 ]
