@@ -1,0 +1,475 @@
+"""The one grammar for `/ngrok <text>` and `@ngrok-ops <text>`, and the help text built from it.
+
+Pure: text in, a `Command` out, or a `ParseError` whose message is one sentence naming the
+bad token and saying what to type instead. Exact filters go to the API as CEL; what CEL
+cannot do (substrings, version ordering) is kept in `SessionQuery` and applied while paging.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Literal, cast
+
+from bot.blocks import SESSION_ID_RE, parse_user_ref
+from bot.cel import SessionFilter
+from bot.ngrok_models import TunnelSession
+
+EXAMPLE_ID = "ts_334AeguNPwngGnMIrd3SZLE7pdZ"
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 1000
+DEFAULT_AUDIT = 10
+MAX_AUDIT = 50
+
+VERBS = ("help", "sessions", "session", "restart", "stop", "update", "audit")
+ALIASES = {
+    "ls": "sessions",
+    "list": "sessions",
+    "show": "session",
+    "get": "session",
+    "details": "session",
+    "?": "help",
+}
+USAGE = {
+    "help": "help",
+    "sessions": "sessions [region=us,eu] [os=linux] [version>=3.20] [ip=10.0.0.1] "
+    "[meta=text] [words…] [limit=20]",
+    "session": "session <session-id>",
+    "restart": "restart <session-id>",
+    "stop": "stop <session-id>",
+    "update": "update <session-id>",
+    "audit": "audit [n] [session-id | @user]",
+}
+_HELP = {
+    "help": "Show this list. Example: `help`",
+    "sessions": "List online agents, newest first. Several values mean any of them; "
+    "version compares as numbers; free words search metadata, id and IP. "
+    "Aliases `ls`, `list`. Example: `sessions region=eu os=linux version<3.20 prod`",
+    "session": "Show one agent with its metadata and endpoints. Aliases `show`, `get`, "
+    f"`details`. Example: `session {EXAMPLE_ID}`",
+    "restart": "Ask to restart an agent; it comes back with a new session id. "
+    f"Example: `restart {EXAMPLE_ID}`",
+    "stop": "Ask to stop an agent; it exits unless a supervisor starts it again. "
+    f"Example: `stop {EXAMPLE_ID}`",
+    "update": "Ask to update an agent to the latest minor version; the bot restarts it after. "
+    f"Example: `update {EXAMPLE_ID}`",
+    "audit": f"Show recent actions, newest first (n up to {MAX_AUDIT}, default {DEFAULT_AUDIT}). "
+    "Example: `audit 20 @alice`",
+}
+_FILTER_KEYS = {
+    "region": "region",
+    "os": "os",
+    "version": "version",
+    "agent_version": "version",
+    "ip": "ip",
+    "meta": "meta",
+    "metadata": "meta",
+    "limit": "limit",
+}
+_FILTER_HINT = "use region=, os=, version=, version<, version>=, ip=, meta= or limit="
+
+_SPACES = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
+_INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff]")
+_QUOTES = str.maketrans(
+    dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"')
+    | dict.fromkeys("\u2018\u2019\u201a\u201b\u2032", "'")
+)
+_LINK = re.compile(r"<(?:https?://|mailto:)[^|>]*\|([^>]*)>|<((?:https?://|mailto:)[^|>]*)>")
+_FILTER_TOKEN = re.compile(r"([A-Za-z_]+)\s*(!=|<=|>=|=<|=>|<|>|=)(.*)", re.DOTALL)
+_VERSION = re.compile(r"v?(\d+(?:\.\d+)*)([-+][0-9A-Za-z.+-]*)?")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+_OS = re.compile(r"[a-z0-9_]{1,30}")
+
+
+BoundOp = Literal["<", "<=", ">", ">="]
+
+
+class ParseError(Exception):
+    """One sentence saying what was wrong and what to type instead, plus the usage line."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+@dataclass(frozen=True)
+class VersionBound:
+    op: BoundOp
+    version: str
+
+    def holds_for(self, version: str) -> bool:
+        try:
+            order = compare_versions(version, self.version)
+        except ValueError:
+            return False
+        return {"<": order < 0, "<=": order <= 0, ">": order > 0, ">=": order >= 0}[self.op]
+
+
+@dataclass(frozen=True)
+class SessionQuery:
+    api_filter: SessionFilter = field(default_factory=SessionFilter)
+    version_bounds: tuple[VersionBound, ...] = ()
+    meta_contains: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+    limit: int = DEFAULT_LIMIT
+
+    def matches_locally(self, session: TunnelSession) -> bool:
+        """The part CEL cannot do: version bounds, metadata substrings, free words."""
+        metadata = session.metadata.lower()
+        haystacks = (metadata, session.id.lower(), session.ip.lower())
+        return (
+            all(b.holds_for(session.agent_version) for b in self.version_bounds)
+            and all(m in metadata for m in self.meta_contains)
+            and all(any(w in h for h in haystacks) for w in self.words)
+        )
+
+    def describe(self) -> str:
+        """The filters as text that parses back to this query, e.g. for headers and paging."""
+        f = self.api_filter
+        parts = [f"{key}={','.join(vals)}" for key, vals in _exact_filters(f) if vals]
+        parts += [f"version{b.op}{b.version}" for b in self.version_bounds]
+        parts += [f"meta={_quote(m)}" for m in self.meta_contains]
+        parts += [_quote(w) for w in self.words]
+        if self.limit != DEFAULT_LIMIT:
+            parts.append(f"limit={self.limit}")
+        return " ".join(parts)
+
+
+def _exact_filters(f: SessionFilter) -> list[tuple[str, tuple[str, ...]]]:
+    return [("region", f.regions), ("os", f.oses), ("version", f.agent_versions), ("ip", f.ips)]
+
+
+def _quote(text: str) -> str:
+    if text and not re.search(r"[\s\"'=<>]", text) and text not in _FILTER_KEYS:
+        return text
+    return f"'{text}'" if "'" not in text else f'"{text}"'
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class ListSessions:
+    query: SessionQuery
+
+
+@dataclass(frozen=True)
+class ShowSession:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class RequestAction:
+    op: Literal["restart", "stop", "update"]
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ShowAudit:
+    limit: int = DEFAULT_AUDIT
+    session_id: str | None = None
+    user_id: str | None = None
+
+
+Command = Help | ListSessions | ShowSession | RequestAction | ShowAudit
+
+
+def compare_versions(a: str, b: str) -> int:
+    """-1, 0 or 1, comparing dotted numbers (`3.9.0` < `3.10.0`, `3.20` == `3.20.0`); a
+    suffix such as `-development` sorts just below the same numbers without one.
+    ValueError when either side does not start with a number."""
+    (nums_a, tail_a), (nums_b, tail_b) = _version_key(a), _version_key(b)
+    width = max(len(nums_a), len(nums_b))
+    pad_a = nums_a + (0,) * (width - len(nums_a))
+    pad_b = nums_b + (0,) * (width - len(nums_b))
+    if pad_a != pad_b:
+        return -1 if pad_a < pad_b else 1
+    if bool(tail_a) != bool(tail_b):
+        return -1 if tail_a else 1
+    return (tail_a > tail_b) - (tail_a < tail_b)
+
+
+def _version_key(text: str) -> tuple[tuple[int, ...], str]:
+    match = _VERSION.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"not a version number: {text!r}")
+    return tuple(int(p) for p in match.group(1).split(".")), (match.group(2) or "").lower()
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    """The command after the bot's mention (`<@UBOT1> stop ts_…` -> `stop ts_…`); when
+    nothing follows the mention, the text before it. Without a bot id, a leading mention
+    of anyone is dropped."""
+    text = _normalise_spaces(text)
+    who = re.escape(bot_user_id) if bot_user_id else r"[UW][A-Z0-9]+"
+    mention = re.compile(rf"<@{who}(?:\|[^>]*)?>")
+    match = mention.search(text) if bot_user_id else mention.match(text.lstrip())
+    if not match:
+        return text.strip()
+    source = text if bot_user_id else text.lstrip()
+    after, before = source[match.end() :].strip(), source[: match.start()].strip()
+    after = after.removeprefix(":").removeprefix(",").strip()
+    return after or before
+
+
+def help_lines(allowed: Collection[str]) -> list[tuple[str, str]]:
+    """(usage, what it does with an example) for `help` and each verb in `allowed`."""
+    return [(USAGE[v], _HELP[v]) for v in VERBS if v == "help" or v in allowed]
+
+
+def parse_command(text: str) -> Command:
+    """Parses what followed `/ngrok` or the bot mention; raises ParseError."""
+    tokens = _tokenise(_LINK.sub(lambda m: m.group(1) or m.group(2), _normalise_spaces(text)))
+    if not tokens:
+        return Help()
+    word = tokens[0].lower()
+    verb = ALIASES.get(word, word)
+    args = tokens[1:]
+    if verb == "help":
+        return Help()
+    if verb == "sessions":
+        return ListSessions(_parse_query(args))
+    if verb in ("session", "restart", "stop", "update"):
+        session_id = _one_session_id(verb, args)
+        return ShowSession(session_id) if verb == "session" else RequestAction(verb, session_id)
+    if verb == "audit":
+        return _parse_audit(args)
+    close = difflib.get_close_matches(word, [*VERBS, *ALIASES], n=1, cutoff=0.6)
+    hint = f" (did you mean `{ALIASES.get(close[0], close[0])}`?)" if close else ""
+    raise ParseError(
+        f"I don't know the command {_q(tokens[0])}{hint}; type `help` to see what I can do.",
+        " | ".join(USAGE[v] for v in VERBS if v != "sessions") + " | sessions [filters]",
+    )
+
+
+def _normalise_spaces(text: str) -> str:
+    """Slack may send non-breaking spaces, zero-width characters and smart quotes."""
+    return _SPACES.sub(" ", _INVISIBLE.sub("", text)).translate(_QUOTES)
+
+
+def _unescape(token: str) -> str:
+    """Slack sends typed `&`, `<`, `>` as entities; markup like `<@U1>` arrives raw."""
+    return token.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+class _Quoted(str):
+    """A token that began with a quote: always a free word, never a filter."""
+
+    __slots__ = ()
+
+
+def _tokenise(text: str) -> list[str]:
+    """Splits on spaces; a quote opens a quoted part only at the start of a token or after
+    an operator (`meta="a b"`), so an apostrophe inside a word stays literal."""
+    tokens: list[str] = []
+    buf: list[str] = []
+    quote: str | None = None
+    started = quoted = False
+    for i, char in enumerate(text):
+        if quote:
+            if char == quote:
+                quote = None
+            else:
+                buf.append(char)
+        elif char in "\"'" and (not buf or buf[-1] in "=<>") and char in text[i + 1 :]:
+            quote, quoted = char, quoted or not started
+            started = True
+        elif char.isspace():
+            if started:
+                token = _unescape("".join(buf))
+                tokens.append(_Quoted(token) if quoted else token)
+                buf, started, quoted = [], False, False
+        else:
+            buf.append(char)
+            started = True
+    if started:
+        token = _unescape("".join(buf))
+        tokens.append(_Quoted(token) if quoted else token)
+    return tokens
+
+
+def _q(token: str) -> str:
+    """A user's token quoted for an error sentence: short, one line, no backticks."""
+    short = " ".join(token.split()).replace("`", "'")
+    return f"`{short[:60]}…`" if len(short) > 60 else f"`{short or ' '}`"
+
+
+def _clean_id(token: str) -> str:
+    """Ids copied out of a code span may bring backticks or punctuation along."""
+    return token.strip("`'\".,;:()[]")
+
+
+def _one_session_id(verb: str, args: list[str]) -> str:
+    usage = USAGE[verb]
+    if not args:
+        raise ParseError(
+            f"`{verb}` needs a session id such as `{EXAMPLE_ID}`; `sessions` lists them.", usage
+        )
+    session_id = _clean_id(args[0])
+    if not SESSION_ID_RE.fullmatch(session_id):
+        raise ParseError(_bad_id_sentence(args[0]), usage)
+    if len(args) > 1:
+        raise ParseError(
+            f"`{verb}` takes one session id, so I don't know what to do with {_q(args[1])}; "
+            f"type `{verb} <session-id>`.",
+            usage,
+        )
+    return session_id
+
+
+def _bad_id_sentence(token: str) -> str:
+    return (
+        f"{_q(token)} is not a session id: ids are `ts_` and 20 to 40 letters and digits, "
+        f"like `{EXAMPLE_ID}`."
+    )
+
+
+def _parse_audit(args: list[str]) -> ShowAudit:
+    usage = USAGE["audit"]
+    limit, session_id, user_id = DEFAULT_AUDIT, None, None
+    for token in args:
+        cleaned = _clean_id(token)
+        if token.isdigit():
+            limit = int(token)
+            if not 1 <= limit <= MAX_AUDIT:
+                raise ParseError(
+                    f"{_q(token)} is out of range: `audit` shows 1 to {MAX_AUDIT} entries.", usage
+                )
+        elif (ref := parse_user_ref(token)) is not None:
+            user_id = ref
+        elif SESSION_ID_RE.fullmatch(cleaned):
+            session_id = cleaned
+        elif token.startswith("@"):
+            raise ParseError(
+                f"I can't tell who {_q(token)} is; pick the person from Slack's @ autocomplete "
+                "so the mention carries their id.",
+                usage,
+            )
+        elif cleaned.lower().startswith("ts_"):
+            raise ParseError(_bad_id_sentence(token), usage)
+        else:
+            raise ParseError(
+                f"`audit` does not understand {_q(token)}; give a number, a session id or an "
+                "@mention, e.g. `audit 20 @alice`.",
+                usage,
+            )
+    return ShowAudit(limit, session_id, user_id)
+
+
+@dataclass
+class _QueryParts:
+    exact: dict[str, list[str]] = field(default_factory=dict)
+    bounds: list[VersionBound] = field(default_factory=list)
+    meta: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    limit: int = DEFAULT_LIMIT
+
+
+def _parse_query(args: list[str]) -> SessionQuery:
+    parts = _QueryParts()
+    for token in args:
+        match = None if isinstance(token, _Quoted) else _FILTER_TOKEN.fullmatch(token)
+        if match:
+            _add_filter(parts, token, *match.groups())
+        elif token.lower() in _FILTER_KEYS and not isinstance(token, _Quoted):
+            raise ParseError(
+                f"{_q(token)} needs a value right after it, with no spaces, e.g. "
+                f"`{_FILTER_KEYS[token.lower()]}=…`.",
+                USAGE["sessions"],
+            )
+        elif token.strip():
+            parts.words.append(token.lower())
+    exact = {key: tuple(dict.fromkeys(values)) for key, values in parts.exact.items()}
+    return SessionQuery(
+        api_filter=SessionFilter(
+            regions=exact.get("region", ()),
+            oses=exact.get("os", ()),
+            agent_versions=exact.get("version", ()),
+            ips=exact.get("ip", ()),
+        ),
+        version_bounds=tuple(dict.fromkeys(parts.bounds)),
+        meta_contains=tuple(dict.fromkeys(parts.meta)),
+        words=tuple(dict.fromkeys(parts.words)),
+        limit=parts.limit,
+    )
+
+
+def _add_filter(parts: _QueryParts, token: str, raw_key: str, op: str, value: str) -> None:
+    usage = USAGE["sessions"]
+    key = _FILTER_KEYS.get(raw_key.lower())
+    if key is None:
+        raise ParseError(f"I don't know the filter {_q(raw_key + op)}; {_FILTER_HINT}.", usage)
+    op = {"=<": "<=", "=>": ">="}.get(op, op)
+    value = value.strip()
+    if op == "!=":
+        raise ParseError(f"{_q(token)}: `!=` is not supported; {_FILTER_HINT}.", usage)
+    if not value:
+        raise ParseError(f"{_q(token)} has no value; type e.g. `{key}{op}{_EXAMPLE[key]}`.", usage)
+    if op != "=":
+        if key != "version":
+            raise ParseError(
+                f"{_q(token)}: only version can be compared with `{op}`; use `{key}=`.", usage
+            )
+        if not _VERSION.fullmatch(value):
+            raise ParseError(_bad_version_sentence(token), usage)
+        parts.bounds.append(VersionBound(cast(BoundOp, op), value.removeprefix("v")))
+        return
+    if key == "meta":
+        parts.meta.append(value.lower())
+    elif key == "limit":
+        parts.limit = _parse_limit(token, value)
+    else:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        parts.exact.setdefault(key, []).extend(_check_value(key, token, v) for v in items)
+
+
+_EXAMPLE = {
+    "region": "us,eu",
+    "os": "linux",
+    "version": "3.20.1",
+    "ip": "10.0.0.1",
+    "meta": "prod",
+    "limit": "50",
+}
+
+
+def _bad_version_sentence(token: str) -> str:
+    return f"{_q(token)} is not a version number; use digits and dots, e.g. `version>=3.20`."
+
+
+def _parse_limit(token: str, value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise ParseError(
+            f"{_q(token)} is not a limit I can use; give a number from 1 to {MAX_LIMIT}, "
+            "e.g. `limit=50`.",
+            USAGE["sessions"],
+        )
+    return int(value)
+
+
+def _check_value(key: str, token: str, value: str) -> str:
+    usage = USAGE["sessions"]
+    if key in ("region", "os"):
+        value = value.lower()
+        if not (_REGION if key == "region" else _OS).fullmatch(value):
+            raise ParseError(
+                f"{_q(value)} is not a valid {key}; type e.g. `{key}={_EXAMPLE[key]}`.", usage
+            )
+    elif key == "version":
+        if not _VERSION.fullmatch(value):
+            raise ParseError(_bad_version_sentence(token), usage)
+        value = value.removeprefix("v")
+    elif key == "ip":
+        try:
+            value = str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ParseError(
+                f"{_q(value)} is not an IP address; type e.g. `ip=10.0.0.1`.", usage
+            ) from None
+    return value
