@@ -1,0 +1,294 @@
+"""Messages around an action: the approval prompt, its result, the public record, the
+two-person request, and the small ones (cancelled, error, help, audit).
+
+Pure renderers like `bot.views_sessions`; user ids are shown as mentions only when they are
+well-formed ids, and every other value is escaped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from bot import blocks as bk
+from bot.blocks import Op
+from bot.ids import (
+    ACTION_APPROVE,
+    ACTION_ASK_APPROVAL,
+    ACTION_CANCEL,
+    ACTION_TWO_PERSON_APPROVE,
+    ACTION_TWO_PERSON_DENY,
+)
+from bot.ngrok_models import TunnelSession
+from bot.views_sessions import OP_EFFECT, OP_LABEL, session_summary
+
+TwoPersonState = Literal["requested", "running", "done", "failed", "denied", "expired"]
+_PAST: dict[Op, str] = {
+    "restart": "Restarted",
+    "update": "Started the update of",
+    "stop": "Stopped",
+}
+_AFTER: dict[Op, str] = {
+    "restart": "The agent will come back with a new session id.",
+    "update": "The bot restarts the agent at least 10 s later so the new version runs; it will "
+    "come back with a new session id.",
+    "stop": "",
+}
+_AUDIT_DETAIL = 200
+
+
+def format_expiry(ttl_seconds: int) -> str:
+    """`10 minutes`, `1 minute`, `45 seconds`: the wording of "expires in …"."""
+    if ttl_seconds < 60:
+        return f"{max(ttl_seconds, 0)} seconds"
+    minutes = math.ceil(ttl_seconds / 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def _approve_confirm(op: Op) -> dict[str, Any] | None:
+    if op != "stop":
+        return None
+    return bk.confirm_dialog(
+        "Stop this agent?", OP_EFFECT["stop"], "Stop agent", "Keep it running", danger=True
+    )
+
+
+def render_approval_prompt(
+    op: Op,
+    session: TunnelSession,
+    *,
+    requester_id: str,
+    approve_value: str,
+    cancel_value: str,
+    two_person: bool,
+    ttl_seconds: int,
+) -> dict[str, Any]:
+    """The ephemeral "are you sure" that only the requester sees."""
+    label = OP_LABEL[op]
+    blocks = [
+        bk.section(f"*{label} agent {bk.code_span(session.id, 60)}?*\n{OP_EFFECT[op]}"),
+        bk.section(session_summary(session), block_id="summary"),
+    ]
+    if two_person:
+        blocks.append(
+            bk.section(
+                f"A second person must approve this {op}. *Request approval* posts the "
+                "request here, and someone else who may run it approves or denies it."
+            )
+        )
+        main = bk.button("Request approval", ACTION_ASK_APPROVAL, approve_value, style="primary")
+    else:
+        style = "danger" if op == "stop" else "primary"
+        main = bk.button(
+            f"Approve {op}",
+            ACTION_APPROVE,
+            approve_value,
+            style=style,
+            confirm=_approve_confirm(op),
+        )
+    cancel = bk.button("Cancel", ACTION_CANCEL, cancel_value)
+    blocks.append(bk.actions([main, cancel], "approval"))
+    blocks.append(
+        bk.context(
+            f"Requested by {bk.user_mention(requester_id)} · expires in "
+            f"{format_expiry(ttl_seconds)} · only you can see this"
+        )
+    )
+    return bk.message(f"{label} agent {session.id}? Approve or cancel.", blocks)
+
+
+def render_action_result(
+    op: Op,
+    session_id: str,
+    *,
+    succeeded: bool,
+    detail: str = "",
+    elapsed_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Replaces the prompt: done or failed, in one sentence (`detail` is the error)."""
+    target = bk.code_span(session_id, 60)
+    took = f" in {bk.format_elapsed(elapsed_seconds)}" if elapsed_seconds is not None else ""
+    if succeeded:
+        text = f":white_check_mark: {_PAST[op]} {target}{took}. {_AFTER[op]}".strip()
+        fallback = f"{_PAST[op]} {session_id}."
+    else:
+        reason = bk.clip(detail or "ngrok gave no reason", 1000)
+        text = f":x: Could not {op} {target}: {reason}"
+        fallback = f"Could not {op} {session_id}: {detail}"
+    return bk.message(fallback, [bk.section(text)])
+
+
+def render_public_record(
+    op: Op,
+    session: TunnelSession,
+    *,
+    requester_id: str,
+    approver_id: str,
+    succeeded: bool,
+    elapsed_seconds: float,
+    detail: str = "",
+) -> dict[str, Any]:
+    """What everyone in the channel or thread sees after an action ran."""
+    target = bk.code_span(session.id, 60)
+    took = bk.format_elapsed(elapsed_seconds)
+    if succeeded:
+        text = f":white_check_mark: *{OP_LABEL[op]}* of {target} done in {took}."
+        if _AFTER[op]:
+            text += f" {_AFTER[op]}"
+    else:
+        reason = bk.clip(detail or "ngrok gave no reason", 1000)
+        text = f":x: *{OP_LABEL[op]}* of {target} failed after {took}: {reason}"
+    blocks = [
+        bk.section(text),
+        bk.section(session_summary(session), block_id="summary"),
+        bk.context(_who(requester_id, approver_id)),
+    ]
+    outcome = "done" if succeeded else "failed"
+    return bk.message(f"{OP_LABEL[op]} of {session.id} {outcome} in {took}", blocks)
+
+
+def _who(requester_id: str, approver_id: str | None) -> str:
+    requester = bk.user_mention(requester_id)
+    if not approver_id:
+        return f"Requested by {requester}"
+    if approver_id == requester_id:
+        return f"Requested and approved by {requester}"
+    return f"Requested by {requester} · approved by {bk.user_mention(approver_id)}"
+
+
+def render_two_person_request(
+    op: Op,
+    session: TunnelSession,
+    *,
+    state: TwoPersonState,
+    requester_id: str,
+    approve_value: str = "",
+    deny_value: str = "",
+    actor_id: str | None = None,
+    detail: str = "",
+    ttl_seconds: int = 600,
+    elapsed_seconds: float | None = None,
+) -> dict[str, Any]:
+    """The public request, edited in place as it moves on. `actor_id` is whoever approved
+    or denied it; `detail` the error for `failed`."""
+    target = bk.code_span(session.id, 60)
+    label = OP_LABEL[op]
+    ask = f"{bk.user_mention(requester_id)} asks to *{op}* agent {target}."
+    actor = bk.user_mention(actor_id) if actor_id else "someone"
+    took = f" in {bk.format_elapsed(elapsed_seconds)}" if elapsed_seconds is not None else ""
+    status = {
+        "requested": f"A second person must approve; expires in {format_expiry(ttl_seconds)}.",
+        "running": f":hourglass_flowing_sand: Approved by {actor}; running…",
+        "done": f":white_check_mark: Approved by {actor}; done{took}. {_AFTER[op]}".strip(),
+        "failed": f":x: Approved by {actor}; failed{took}: "
+        + bk.clip(detail or "ngrok gave no reason", 1000),
+        "denied": f":no_entry_sign: Denied by {actor}; nothing was changed.",
+        "expired": ":hourglass: Expired before anyone approved it; nothing was changed.",
+    }[state]
+    blocks = [
+        bk.section(f"{ask}\n{OP_EFFECT[op]}"),
+        bk.section(session_summary(session), block_id="summary"),
+        bk.section(status, block_id=f"state_{state}"),
+    ]
+    if state == "requested":
+        approve = bk.button(
+            f"Approve {op}",
+            ACTION_TWO_PERSON_APPROVE,
+            approve_value,
+            style="primary",
+            confirm=_approve_confirm(op),
+        )
+        deny = bk.button("Deny", ACTION_TWO_PERSON_DENY, deny_value)
+        blocks.append(bk.actions([approve, deny], "two_person"))
+    return bk.message(f"{label} of {session.id}: {state}", blocks)
+
+
+def render_cancelled() -> dict[str, Any]:
+    text = "Cancelled; nothing was changed."
+    return bk.message(text, [bk.section(text)])
+
+
+def render_error(sentence: str, usage: str | None = None) -> dict[str, Any]:
+    """One clear sentence (escaped: it may quote what the user typed) and the usage line."""
+    text = f":warning: {bk.clip(sentence, 2000)}"
+    blocks = [bk.section(text)]
+    if usage:
+        blocks.append(bk.context(f"Usage: {bk.code_span(usage, 1000)}"))
+    return bk.message(sentence, blocks)
+
+
+def render_help(lines: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """`lines` from `commands.grammar.help_lines`: (usage, what it does with an example)."""
+    blocks = [
+        bk.header("ngrok-ops commands"),
+        bk.section(
+            "Type `/ngrok &lt;command&gt;` in a channel, or mention the bot with the command in a "
+            "thread (slash commands do not work in threads)."
+        ),
+    ]
+    for usage, what in lines[: bk.MAX_BLOCKS - 2]:
+        blocks.append(bk.section(f"{bk.code_span(usage, 300)}\n{bk.clip(what, 1500)}"))
+    return bk.message("ngrok-ops commands: " + ", ".join(u.split()[0] for u, _ in lines), blocks)
+
+
+def render_audit(entries: Sequence[Mapping[str, Any]], *, title: str = "") -> dict[str, Any]:
+    """Recent audit records, newest first as given; `title` names the filter, if any."""
+    heading = f"Recent actions{': ' + title if title else ''}"
+    blocks: list[dict[str, Any]] = [bk.header(heading)]
+    if not entries:
+        blocks.append(bk.section("Nothing recorded yet."))
+        return bk.message(heading, blocks)
+    budget = bk.MAX_MESSAGE_TEXT - bk.text_length(blocks) - 300
+    chunk: list[str] = []
+    shown = 0
+    for line in (_audit_line(e) for e in entries):
+        budget -= len(line) + 1
+        if budget < 0 or len(blocks) >= bk.MAX_BLOCKS - 2:
+            break
+        if sum(len(c) + 1 for c in chunk) + len(line) > bk.MAX_SECTION_TEXT:
+            blocks.append(bk.section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+        shown += 1
+    blocks.append(bk.section("\n".join(chunk)))
+    if shown < len(entries):
+        blocks.append(
+            bk.context(f"{len(entries) - shown} older entries did not fit; ask for fewer.")
+        )
+    return bk.message(f"{heading} ({len(entries)})", blocks)
+
+
+def _audit_line(entry: Mapping[str, Any]) -> str:
+    when = _audit_time(entry.get("ts"))
+    parts = [
+        bk.date_token(when) if when else "?",
+        bk.user_mention(str(entry.get("actor") or "")),
+        f"*{bk.clip(str(entry.get('action') or entry.get('event') or '?'), 40)}*",
+    ]
+    if entry.get("session_id"):
+        parts.append(bk.code_span(str(entry["session_id"]), 60))
+    if entry.get("outcome"):
+        parts.append(f"→ {bk.clip(str(entry['outcome']), 40)}")
+    line = " ".join(parts)
+    if entry.get("detail"):
+        line += f": {bk.clip(bk.one_line(str(entry['detail'])), _AUDIT_DETAIL)}"
+    return line
+
+
+def _audit_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        try:
+            return _audit_time(float(value))
+        except ValueError:
+            pass
+        try:
+            return _audit_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None

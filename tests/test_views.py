@@ -1,0 +1,625 @@
+"""Every message the bot renders, checked against Slack's own block models and limits.
+
+Sessions are built from dicts shaped like the ngrok API's, with hostile and oversized
+metadata; no message may carry a mention or broadcast that came from data.
+"""
+
+import json
+import re
+from datetime import UTC, datetime
+
+import pytest
+from slack_sdk.models.blocks import Block
+
+from bot import blocks as bk
+from bot.ids import (
+    ACTION_APPROVE,
+    ACTION_ASK_APPROVAL,
+    ACTION_CANCEL,
+    ACTION_DETAILS,
+    ACTION_PAGE,
+    ACTION_REQUEST,
+    ACTION_TWO_PERSON_APPROVE,
+    ACTION_TWO_PERSON_DENY,
+    ALL_ACTIONS,
+)
+from bot.ngrok_models import Endpoint, TunnelSession
+from bot.views import (
+    ButtonContext,
+    ButtonValue,
+    SessionListPage,
+    decode_button_value,
+    max_sessions_per_message,
+    render_action_result,
+    render_approval_prompt,
+    render_audit,
+    render_cancelled,
+    render_error,
+    render_help,
+    render_public_record,
+    render_session_detail,
+    render_session_list,
+    render_two_person_request,
+    sessions_that_fit,
+)
+from commands.grammar import VERBS, help_lines
+
+NOW = datetime(2025, 9, 25, 22, 40, 0, tzinfo=UTC)
+CTX = ButtonContext("C0INCIDENT", "1700000000.000100")
+REQUESTER, APPROVER = "U0REQ1", "U0APP2"
+HOSTILE = "<!channel> & <@U123> <#C999> <https://evil.example|click> :tada: 🚀 `rm -rf` *b*"
+MARKUP = re.compile(r"<[^>]*>")
+DATE_TOKEN = re.compile(r"<!date\^\d+\^\{date_short_pretty\} \{time\}\|[0-9: -]+ UTC>")
+
+API_SESSION = {
+    "agent_version": "3.1000.0-development",
+    "credential": {"id": "cr_334AeHbsqlb7v3zBOf6OPnt6tig", "uri": "https://api.ngrok.com/x"},
+    "id": "ts_334AeguNPwngGnMIrd3SZLE7pdZ",
+    "ip": "10.110.2.2",
+    "os": "linux",
+    "region": "us",
+    "started_at": "2025-09-22T18:34:27Z",
+    "transport": "ngrok/2",
+    "uri": "https://api.ngrok.com/tunnel_sessions/ts_334AeguNPwngGnMIrd3SZLE7pdZ",
+}
+
+
+def make(n: int = 0, **fields) -> TunnelSession:
+    raw = dict(API_SESSION, id=f"ts_334AeguNPwngGnMIrd3SZ{n:07d}")
+    raw.update(fields)
+    return TunnelSession.from_api(raw)
+
+
+def big_metadata() -> str:
+    """4,096 characters that escape to about 5,000, with every kind of hazard."""
+    text = (HOSTILE + ' {"k": "a&b"} ') * 100
+    return text[:4096]
+
+
+def texts_of(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "text" and isinstance(value, str):
+                yield value
+            else:
+                yield from texts_of(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from texts_of(item)
+
+
+def elements_of(node):
+    if isinstance(node, dict):
+        if "action_id" in node:
+            yield node
+        for value in node.values():
+            yield from elements_of(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from elements_of(item)
+
+
+def assert_valid(message, mentions=()):
+    """Slack's block models accept it and it stays inside every limit we know of."""
+    assert set(message) == {"text", "blocks"}
+    assert 0 < len(message["text"]) <= bk.MAX_FALLBACK_TEXT
+    blocks = message["blocks"]
+    assert 1 <= len(blocks) <= bk.MAX_BLOCKS
+    block_ids = [b["block_id"] for b in blocks if "block_id" in b]
+    assert len(block_ids) == len(set(block_ids))
+    for block in blocks:
+        parsed = Block.parse(block)
+        assert parsed is not None, block
+        parsed.validate_json()
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= bk.MAX_SECTION_TEXT
+            assert all(len(f["text"]) <= bk.MAX_FIELD_TEXT for f in block.get("fields", []))
+            assert block["text"]["verbatim"] is True
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= bk.MAX_HEADER_TEXT
+        if block["type"] == "actions":
+            ids = [e["action_id"] for e in block["elements"]]
+            assert len(ids) == len(set(ids))
+    for element in elements_of(blocks):
+        assert element["action_id"] in ALL_ACTIONS
+        assert len(element.get("value", "")) <= bk.MAX_BUTTON_VALUE
+        assert all(len(o["value"]) <= bk.MAX_OPTION_VALUE for o in element.get("options", []))
+    assert bk.text_length(blocks) <= bk.MAX_MESSAGE_TEXT
+    for text in [message["text"], *texts_of(blocks)]:
+        for markup in MARKUP.findall(text):
+            assert DATE_TOKEN.fullmatch(markup) or markup in {f"<@{m}>" for m in mentions}, markup
+    return blocks
+
+
+def all_text(message) -> str:
+    return "\n".join([message["text"], *texts_of(message["blocks"])])
+
+
+def rows(blocks):
+    return [b for b in blocks if re.fullmatch(r"row\d+", b.get("block_id", ""))]
+
+
+def request_control(blocks, index):
+    actions = next(b for b in blocks if b.get("block_id") == f"row{index}_actions")
+    return next(e for e in actions["elements"] if e["action_id"] == ACTION_REQUEST)
+
+
+def request_ops(control):
+    if control["type"] == "overflow":
+        values = [o["value"] for o in control["options"]]
+    else:
+        values = [control["value"]]
+    return [decode_button_value(v).op for v in values]
+
+
+# --- session list ----------------------------------------------------------------------------
+
+
+def page_of(sessions, **kw) -> SessionListPage:
+    defaults = dict(
+        total_online=len(sessions),
+        by_region={"us": 300, "eu": 150, "ap": 40, "au": 5, "sa": 3, "jp": 1, "in": 1},
+        by_os={"linux": 480, "windows": 20, HOSTILE: 1},
+        by_version={"3.22.1": 400, "3.1000.0-development": 100},
+        query_text="region=us os=linux version>=3.20 prod",
+        older_cursor="https://api.ngrok.com/tunnel_sessions?before_id=ts_x&limit=100",
+        newer_cursor="",
+    )
+    defaults.update(kw)
+    return SessionListPage(sessions=sessions, **defaults)
+
+
+def test_list_of_ordinary_sessions():
+    sessions = [make(i) for i in range(5)]
+    message = render_session_list(page_of(sessions), now=NOW, context=CTX)
+    blocks = assert_valid(message)
+    assert blocks[0]["text"]["text"] == "5 ngrok agents online"
+    text = all_text(message)
+    assert "us 300, eu 150, ap 40, au 5, sa 3, +2 more" in text
+    assert "`region=us os=linux version&gt;=3.20 prod`" in text
+    assert "showing 1 to 5" in text
+    assert len(rows(blocks)) == 5
+    first = rows(blocks)[0]["text"]["text"]
+    assert "`ts_334AeguNPwngGnMIrd3SZ0000000`" in first
+    for part in ("us", "linux", "agent 3.1000.0-development", "10.110.2.2", "up 3d 4h"):
+        assert part in first
+
+
+def test_list_rows_carry_details_and_the_ops_the_agent_supports():
+    sessions = [make(0), make(1, os="windows"), make(2, transport="ssh", os="")]
+    blocks = assert_valid(render_session_list(page_of(sessions), now=NOW, context=CTX))
+    assert request_ops(request_control(blocks, 0)) == ["restart", "update", "stop"]
+    assert request_ops(request_control(blocks, 1)) == ["update", "stop"]
+    ssh = request_control(blocks, 2)
+    assert ssh["type"] == "button" and ssh["style"] == "danger"
+    assert request_ops(ssh) == ["stop"]
+    actions = next(b for b in blocks if b.get("block_id") == "row1_actions")
+    details = decode_button_value(actions["elements"][0]["value"])
+    assert actions["elements"][0]["action_id"] == ACTION_DETAILS
+    assert details == ButtonValue("details", sessions[1].id, CTX.channel_id, CTX.thread_ts)
+
+
+def test_list_escapes_hostile_metadata_and_fields():
+    hostile = make(0, metadata=HOSTILE, region="<!here>", agent_version="<@U999>", ip="&")
+    message = render_session_list(page_of([hostile]), now=NOW, context=CTX)
+    assert_valid(message)
+    text = all_text(message)
+    assert "&lt;!channel&gt; &amp; &lt;@U123&gt;" in text
+    assert "&lt;!here&gt;" in text and "&lt;@U999&gt;" in text
+
+
+def test_list_handles_missing_fields():
+    bare = TunnelSession.from_api({"id": "ts_334AeguNPwngGnMIrd3SZLE7pdZ"})
+    message = render_session_list(page_of([bare]), now=NOW, context=CTX)
+    first = rows(assert_valid(message))[0]["text"]["text"]
+    assert "? · ? · agent ? · ?" in first and "up unknown" in first
+
+
+def test_500_sessions_with_4096_char_metadata_fit_in_one_message():
+    sessions = [make(i, metadata=big_metadata()) for i in range(500)]
+    page = page_of(sessions, total_online=500)
+    message = render_session_list(page, now=NOW, context=CTX)
+    blocks = assert_valid(message)
+    fit = sessions_that_fit(page, now=NOW, context=CTX)
+    assert 0 < fit <= max_sessions_per_message() < 500
+    assert len(rows(blocks)) == fit
+    assert "did not fit" in all_text(message)
+
+
+def test_page_size_adapts_to_the_text_budget():
+    garbled = "&" * 200
+    sessions = [
+        make(i, metadata=garbled, region=garbled, os=garbled, agent_version=garbled, ip=garbled)
+        for i in range(max_sessions_per_message())
+    ]
+    page = page_of(sessions)
+    fit = sessions_that_fit(page, now=NOW, context=CTX)
+    assert fit < max_sessions_per_message()
+    exact = page_of(sessions[:fit])
+    message = render_session_list(exact, now=NOW, context=CTX)
+    assert len(rows(assert_valid(message))) == fit
+    assert "did not fit" not in all_text(message)
+
+
+def test_page_buttons_carry_query_cursor_and_thread():
+    message = render_session_list(page_of([make(0)]), now=NOW, context=CTX)
+    blocks = assert_valid(message)
+    newer = next(b for b in blocks if b.get("block_id") == "page_newer")["elements"][0]
+    older = next(b for b in blocks if b.get("block_id") == "page_older")["elements"][0]
+    assert newer["action_id"] == older["action_id"] == ACTION_PAGE
+    value = decode_button_value(older["value"])
+    assert value.op == "page"
+    assert value.query == "region=us os=linux version>=3.20 prod"
+    assert value.cursor.startswith("https://api.ngrok.com/")
+    assert (value.channel_id, value.thread_ts) == (CTX.channel_id, CTX.thread_ts)
+    assert decode_button_value(newer["value"]).cursor == ""
+
+
+def test_no_page_buttons_without_cursors():
+    page = page_of([make(0)], older_cursor=None, newer_cursor=None)
+    blocks = assert_valid(render_session_list(page, now=NOW, context=CTX))
+    assert not [b for b in blocks if b.get("block_id", "").startswith("page_")]
+
+
+def test_a_query_too_long_for_a_button_is_said_not_cut():
+    page = page_of([make(0)], query_text="meta=" + "x" * 2100)
+    message = render_session_list(page, now=NOW, context=CTX)
+    blocks = assert_valid(message)
+    assert not [e for e in elements_of(blocks) if e["action_id"] == ACTION_PAGE]
+    assert "too long to carry in a Page button" in all_text(message)
+
+
+def test_empty_result_with_filters_suggests_removing_them():
+    message = render_session_list(page_of([], total_online=12), now=NOW, context=CTX)
+    assert_valid(message)
+    text = all_text(message)
+    assert "No sessions match `region=us os=linux version&gt;=3.20 prod`" in text
+    assert "Remove some filters" in text
+
+
+def test_empty_page_still_offers_older_pages():
+    page = page_of([], newer_cursor=None)
+    blocks = assert_valid(render_session_list(page, now=NOW, context=CTX))
+    assert [b["block_id"] for b in blocks[3:]] == ["empty", "page_older"]
+
+
+def test_empty_account():
+    page = SessionListPage(sessions=[], total_online=0)
+    message = render_session_list(page, now=NOW, context=ButtonContext("C1"))
+    assert_valid(message)
+    assert "No agents are online" in all_text(message)
+    assert "No agents are connected" in all_text(message)
+
+
+# --- detail view -----------------------------------------------------------------------------
+
+
+ENDPOINTS = [
+    Endpoint.from_api(
+        {"id": "ep_1", "url": "https://a.ngrok.app", "upstream_url": "http://localhost:80"}
+    ),
+    Endpoint.from_api(
+        {"id": "tn_2", "public_url": "tcp://1.tcp.ngrok.io:2000", "forwards_to": "x"}
+    ),
+]
+
+
+def detail(session, endpoints=ENDPOINTS):
+    message = render_session_detail(session, endpoints, now=NOW, context=CTX)
+    assert_valid(message)
+    return message
+
+
+def metadata_text(message) -> str:
+    chunks = [
+        b["text"]["text"]
+        for b in message["blocks"]
+        if b["type"] == "section" and b["text"]["text"].startswith("```")
+    ]
+    body = "".join(c.removeprefix("```\n").removesuffix("\n```") for c in chunks)
+    return body.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def test_detail_shows_every_field():
+    message = detail(make(0, metadata="plain words"))
+    text = all_text(message)
+    for expected in (
+        "`ts_334AeguNPwngGnMIrd3SZ0000000`",
+        "`cr_334AeHbsqlb7v3zBOf6OPnt6tig`",
+        "*Region*\nus",
+        "*OS*\nlinux",
+        "*Agent version*\n3.1000.0-development",
+        "*Transport*\nngrok/2",
+        "*IP*\n10.110.2.2",
+        "<!date^1758566067^{date_short_pretty} {time}|2025-09-22 18:34 UTC> (up 3d 4h)",
+        "`https://a.ngrok.app` → `http://localhost:80`",
+        "`tcp://1.tcp.ngrok.io:2000` → `x`",
+    ):
+        assert expected in text
+    assert metadata_text(message) == "plain words"
+
+
+def test_detail_pretty_prints_json_metadata():
+    meta = json.dumps({"team": "blue", "host": "<@U123>", "n": [1, 2]})
+    message = detail(make(0, metadata=meta))
+    assert metadata_text(message) == json.dumps(json.loads(meta), indent=2)
+    assert "&lt;@U123&gt;" in all_text(message)
+
+
+def test_detail_renders_4096_char_metadata_in_full():
+    meta = big_metadata()
+    assert len(bk.escape(meta)) > bk.MAX_SECTION_TEXT + 1000
+    message = detail(make(0, metadata=meta))
+    assert metadata_text(message) == bk.neutralise_backticks(meta)
+    assert "cut to fit" not in all_text(message)
+
+
+def test_detail_renders_large_json_metadata_in_full_or_compact():
+    meta = json.dumps({f"key{i}": "<&>" * 3 for i in range(180)})[:4096].rsplit(",", 1)[0] + "}"
+    assert len(meta) > 3000
+    rendered = metadata_text(detail(make(0, metadata=meta)))
+    assert json.loads(rendered) == json.loads(meta)
+
+
+def test_detail_cuts_only_pathological_metadata_and_says_so():
+    meta = "&" * 4096
+    message = detail(make(0, metadata=meta))
+    assert "cut to fit one Slack message; 4096 characters in all" in all_text(message)
+    assert set(metadata_text(message).removesuffix(bk.ELLIPSIS)) == {"&"}
+
+
+def test_detail_without_metadata_or_endpoints():
+    message = detail(TunnelSession.from_api({"id": "ts_334AeguNPwngGnMIrd3SZLE7pdZ"}), [])
+    text = all_text(message)
+    assert "*Metadata:* none" in text and "none reported" in text and "*Started*\nunknown" in text
+
+
+def op_sections(message):
+    return {
+        b["block_id"].removeprefix("op_"): b
+        for b in message["blocks"]
+        if b.get("block_id", "").startswith("op_")
+    }
+
+
+def test_detail_offers_all_three_actions_on_linux():
+    ops = op_sections(detail(make(0)))
+    assert set(ops) == {"restart", "update", "stop"}
+    for op, block in ops.items():
+        value = decode_button_value(block["accessory"]["value"])
+        assert value == ButtonValue(op, make(0).id, CTX.channel_id, CTX.thread_ts)
+        assert block["accessory"]["action_id"] == ACTION_REQUEST
+    assert ops["stop"]["accessory"]["style"] == "danger"
+    assert "new* session id" in ops["restart"]["text"]["text"]
+
+
+def test_detail_explains_why_windows_cannot_restart():
+    ops = op_sections(detail(make(0, os="windows")))
+    assert "accessory" not in ops["restart"]
+    assert ops["restart"]["text"]["text"] == (
+        "Restart is not available: Windows agents cannot restart themselves; stop it and let "
+        "the service manager start it again."
+    )
+    assert "accessory" in ops["update"] and "accessory" in ops["stop"]
+
+
+def test_detail_explains_what_ssh_sessions_cannot_do():
+    ops = op_sections(detail(make(0, transport="ssh")))
+    assert "accessory" not in ops["restart"] and "accessory" not in ops["update"]
+    assert "SSH" in ops["restart"]["text"]["text"] and "SSH" in ops["update"]["text"]["text"]
+    assert ops["stop"]["accessory"]["style"] == "danger"
+
+
+def test_detail_with_many_endpoints_stays_in_limits():
+    endpoints = [Endpoint(id=f"ep_{i}", url=f"https://{'x' * 60}{i}.ngrok.app") for i in range(300)]
+    message = detail(make(0, metadata=big_metadata()), endpoints)
+    assert "more" in all_text(message)
+
+
+# --- approval prompt and results -------------------------------------------------------------
+
+
+def prompt(op, two_person=False, session=None):
+    message = render_approval_prompt(
+        op,
+        session or make(0, metadata=HOSTILE),
+        requester_id=REQUESTER,
+        approve_value="signed.approve.token",
+        cancel_value="signed.cancel.token",
+        two_person=two_person,
+        ttl_seconds=600,
+    )
+    blocks = assert_valid(message, mentions=[REQUESTER])
+    approval = next(b for b in blocks if b.get("block_id") == "approval")
+    return message, approval["elements"]
+
+
+@pytest.mark.parametrize(
+    ("op", "effect"),
+    [
+        ("restart", "comes back with a *new* session id"),
+        ("stop", "does not come back unless a supervisor (systemd, a Windows service)"),
+        ("update", "at least 10 s later; the bot does that restart for you"),
+    ],
+)
+def test_prompt_says_what_will_happen(op, effect):
+    message, (approve, cancel) = prompt(op)
+    text = all_text(message)
+    assert effect in text
+    assert "expires in 10 minutes" in text
+    assert f"<@{REQUESTER}>" in text
+    assert "&lt;!channel&gt;" in text
+    assert approve["action_id"] == ACTION_APPROVE and approve["value"] == "signed.approve.token"
+    assert cancel["action_id"] == ACTION_CANCEL and cancel["value"] == "signed.cancel.token"
+
+
+def test_stop_prompt_is_danger_with_a_confirm_dialog():
+    _, (approve, _) = prompt("stop")
+    assert approve["style"] == "danger"
+    assert approve["confirm"]["style"] == "danger"
+    _, (approve, _) = prompt("restart")
+    assert approve["style"] == "primary" and "confirm" not in approve
+
+
+def test_two_person_prompt_asks_for_approval_instead():
+    message, elements = prompt("stop", two_person=True)
+    assert [e["action_id"] for e in elements] == [ACTION_ASK_APPROVAL, ACTION_CANCEL]
+    assert "second person must approve" in all_text(message)
+
+
+def test_prompt_with_a_hostile_requester_id_is_inert():
+    message = render_approval_prompt(
+        "stop",
+        make(0),
+        requester_id="<!channel>",
+        approve_value="a",
+        cancel_value="c",
+        two_person=False,
+        ttl_seconds=59,
+    )
+    assert_valid(message)
+    assert "expires in 59 seconds" in all_text(message)
+
+
+def test_action_results():
+    done = render_action_result("restart", make(0).id, succeeded=True, elapsed_seconds=0.4)
+    assert_valid(done)
+    assert "Restarted `ts_334AeguNPwngGnMIrd3SZ0000000` in 0.4 s" in all_text(done)
+    assert "new session id" in all_text(done)
+    failed = render_action_result("stop", make(0).id, succeeded=False, detail="agent said <!here>")
+    assert_valid(failed)
+    assert "Could not stop" in all_text(failed) and "&lt;!here&gt;" in all_text(failed)
+
+
+@pytest.mark.parametrize("op", ["restart", "stop", "update"])
+def test_public_record(op):
+    message = render_public_record(
+        op,
+        make(0, metadata=big_metadata()),
+        requester_id=REQUESTER,
+        approver_id=APPROVER,
+        succeeded=True,
+        elapsed_seconds=0.4,
+    )
+    assert_valid(message, mentions=[REQUESTER, APPROVER])
+    text = all_text(message)
+    assert f"Requested by <@{REQUESTER}> · approved by <@{APPROVER}>" in text
+    assert "done in 0.4 s" in text and "`ts_334AeguNPwngGnMIrd3SZ0000000`" in text
+    assert ("new session id" in text) == (op != "stop")
+    assert len(text) < 2000
+
+
+def test_public_record_of_a_failure_by_one_person():
+    message = render_public_record(
+        "stop",
+        make(0),
+        requester_id=REQUESTER,
+        approver_id=REQUESTER,
+        succeeded=False,
+        elapsed_seconds=12.3,
+        detail="ERR_NGROK_805 <b>",
+    )
+    assert_valid(message, mentions=[REQUESTER])
+    text = all_text(message)
+    assert "failed after 12 s: ERR_NGROK_805 &lt;b&gt;" in text
+    assert f"Requested and approved by <@{REQUESTER}>" in text
+
+
+@pytest.mark.parametrize("state", ["requested", "running", "done", "failed", "denied", "expired"])
+def test_two_person_request_states(state):
+    message = render_two_person_request(
+        "stop",
+        make(0, metadata=HOSTILE),
+        state=state,
+        requester_id=REQUESTER,
+        approve_value="tp.approve",
+        deny_value="tp.deny",
+        actor_id=APPROVER,
+        detail="boom",
+        elapsed_seconds=1.5,
+    )
+    blocks = assert_valid(message, mentions=[REQUESTER, APPROVER])
+    text = all_text(message)
+    buttons = list(elements_of(blocks))
+    if state == "requested":
+        assert [b["action_id"] for b in buttons] == [
+            ACTION_TWO_PERSON_APPROVE,
+            ACTION_TWO_PERSON_DENY,
+        ]
+        assert buttons[0]["style"] == "primary" and buttons[0]["value"] == "tp.approve"
+        assert "expires in 10 minutes" in text
+    else:
+        assert buttons == []
+    expected = {
+        "running": f"Approved by <@{APPROVER}>; running",
+        "done": "done in 1.5 s",
+        "failed": "failed in 1.5 s: boom",
+        "denied": f"Denied by <@{APPROVER}>",
+        "expired": "Expired",
+        "requested": "second person must approve",
+    }[state]
+    assert expected in text
+
+
+# --- small messages --------------------------------------------------------------------------
+
+
+def test_cancelled():
+    assert "nothing was changed" in all_text(assert_valid_and_return(render_cancelled()))
+
+
+def assert_valid_and_return(message, mentions=()):
+    assert_valid(message, mentions)
+    return message
+
+
+def test_error_escapes_the_sentence_and_shows_usage():
+    message = render_error("I don't know `<!channel>`.", "stop <session-id>")
+    assert_valid(message)
+    text = all_text(message)
+    assert "`&lt;!channel&gt;`" in text
+    assert "Usage: `stop &lt;session-id&gt;`" in text
+
+
+def test_error_without_usage_is_one_block():
+    assert len(render_error("ngrok is not answering.")["blocks"]) == 1
+
+
+def test_help_shows_each_allowed_command():
+    message = render_help(help_lines(set(VERBS)))
+    blocks = assert_valid(message)
+    assert len(blocks) == 2 + len(VERBS)
+    assert "`restart &lt;session-id&gt;`" in all_text(message)
+    small = render_help(help_lines({"sessions"}))
+    assert "restart" not in all_text(assert_valid_and_return(small))
+
+
+def test_audit_entries():
+    entries = [
+        {
+            "ts": 1758566067.5,
+            "actor": REQUESTER,
+            "action": "stop",
+            "session_id": make(0).id,
+            "outcome": "executed",
+            "detail": "<!channel> done",
+        },
+        {"ts": "2025-09-22T18:34:27Z", "actor": "<@U123>", "action": "restart"},
+        {"ts": datetime(2025, 9, 22, tzinfo=UTC), "event": "denied"},
+        {},
+    ]
+    message = render_audit(entries, title="@alice")
+    assert_valid(message, mentions=[REQUESTER])
+    text = all_text(message)
+    assert "<!date^1758566067^" in text and "&lt;!channel&gt; done" in text
+    assert "*denied*" in text and "Recent actions: @alice" in text
+
+
+def test_fifty_long_audit_entries_stay_in_limits():
+    entry = {"ts": 1, "actor": REQUESTER, "action": "update", "detail": "x" * 5000}
+    message = render_audit([entry] * 50)
+    assert_valid(message, mentions=[REQUESTER])
+
+
+def test_empty_audit():
+    assert "Nothing recorded yet" in all_text(assert_valid_and_return(render_audit([])))
