@@ -218,6 +218,12 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         app = self.server.app
         reply = app._process(self.command, url.path, url.query, headers, body)
+        query: dict[str, list[str]] = {}
+        for key, value in parse_qsl(url.query, keep_blank_values=True):
+            query.setdefault(key, []).append(value)
+        status = 0 if reply is None else reply.status
+        # logged before answering, so a client holding its answer finds it in the log
+        app._record(LoggedRequest(self.command, url.path, query, headers, body, status, at))
         if reply is None:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             with self.server.conn_lock:
@@ -225,11 +231,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self._write(reply)
-        query: dict[str, list[str]] = {}
-        for key, value in parse_qsl(url.query, keep_blank_values=True):
-            query.setdefault(key, []).append(value)
-        status = 0 if reply is None else reply.status
-        app._record(LoggedRequest(self.command, url.path, query, headers, body, status, at))
 
     def _write(self, reply: Reply) -> None:
         lines = [
