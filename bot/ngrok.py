@@ -54,7 +54,7 @@ def _tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
 
 def _with_filter(uri: str, filter: str | None) -> str:
     """`uri` untouched, unless a filter was asked for and the API dropped it from the URI."""
-    if not filter or "filter" in parse_qs(urlsplit(uri).query):
+    if not filter or "filter" in parse_qs(urlsplit(uri).query, keep_blank_values=True):
         return uri
     separator = "&" if urlsplit(uri).query else "?"
     return f"{uri}{separator}{urlencode({'filter': filter})}"
@@ -182,6 +182,8 @@ class NgrokClient:
         try:
             raws = list(self._iter_list("/endpoints", "endpoints"))
         except (NotFound, Unauthorized) as err:
+            if err.status not in (403, 404):
+                raise
             self._log.info("ngrok /endpoints unavailable (%s); using /tunnels", err.status)
             raws = list(self._iter_list("/tunnels", "tunnels"))
         wanted = set(session_ids) if session_ids is not None else None
@@ -310,7 +312,9 @@ class NgrokClient:
         what = f"No answer from the ngrok API to {method} {path} ({type(exc).__name__})"
         err: NgrokError
         if isinstance(exc, _NOTHING_SENT):
-            err = ConnectFailed(f"Could not reach the ngrok API ({type(exc).__name__}).")
+            err = ConnectFailed(
+                f"Could not reach the ngrok API ({type(exc).__name__}).", secrets=self._secrets
+            )
         elif method == "POST":
             err = MayHaveBeenApplied(outcome_unknown(what), secrets=self._secrets)
         else:
@@ -323,8 +327,8 @@ class NgrokClient:
     ) -> _T:
         """Runs `attempt` until it succeeds, raises something else, or the budget is spent.
 
-        Waits full-jitter exponential backoff, or exactly `Retry-After` when the server sends
-        one; a Retry-After longer than the remaining budget ends the retries at once rather
+        Waits full-jitter exponential backoff, but never less than a `Retry-After` the server
+        sends; a Retry-After longer than the remaining budget ends the retries at once rather
         than retry earlier than the server asked.
         """
         deadline = self._clock() + self._retry_budget
@@ -336,13 +340,10 @@ class NgrokClient:
                 if not should_retry(err):
                     raise
                 remaining = deadline - self._clock()
-                retry_after = getattr(err, "retry_after", None)
-                if retry_after is not None:
-                    wait = retry_after
-                else:
-                    wait = min(self._backoff.delay(tries, self._rand), max(remaining, 0.0))
-                if remaining <= 0 or wait > remaining:
+                retry_after = getattr(err, "retry_after", None) or 0.0
+                if remaining <= 0 or retry_after > remaining:
                     raise
+                wait = min(max(self._backoff.delay(tries, self._rand), retry_after), remaining)
                 tries += 1
                 self._log.debug("ngrok retry %d in %.2fs after %s", tries, wait, type(err).__name__)
                 self._sleep(wait)

@@ -344,3 +344,19 @@ def test_non_object_json_answer_is_unavailable_not_a_crash():
     api = FakeApi(httpx.Response(200, content=json.dumps([1, 2]).encode()))
     with make_client(api, retry_budget=0.0) as client, pytest.raises(Unavailable):
         client.get_session("ts_1")
+
+
+def test_session_endpoints_does_not_fall_back_on_a_bad_key():
+    body = {"error_code": "ERR_NGROK_203", "status_code": 401, "msg": "bad key"}
+    api = FakeApi(httpx.Response(401, json=body), ok({"tunnels": []}))
+    with make_client(api) as client, pytest.raises(Unauthorized):
+        client.session_endpoints()
+    assert [r.url.path for r in api.requests] == ["/endpoints"]
+
+
+def test_a_blank_filter_in_next_page_uri_counts_as_present():
+    nxt = f"{BASE}/tunnel_sessions?before_id=ts_2&filter="
+    api = FakeApi(page(["ts_2"], nxt), page(["ts_1"]))
+    with make_client(api) as client:
+        client.next_sessions_page(client.list_sessions_page(), filter='obj.os == "linux"')
+    assert str(api.requests[1].url) == nxt

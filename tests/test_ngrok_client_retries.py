@@ -259,3 +259,11 @@ def test_posts_raise_other_errors_once(reply, expected):
         client.update_session("ts_1")
     assert len(script.requests) == 1
     assert caught.value.may_have_been_applied is False
+
+
+def test_retry_after_is_a_floor_under_the_backoff():
+    clock = FakeClock()
+    script = Script(err(429, "ERR_NGROK_226", {"Retry-After": "0"}), SESSION)
+    with make_client(script, clock) as client:
+        client.get_session("ts_1")
+    assert clock.sleeps == [0.25]  # a Retry-After of 0 does not mean "hammer the server"
