@@ -19,7 +19,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import socket
 import ssl
@@ -28,39 +27,23 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from tests.servers.ngrok_cel import ENDPOINT_FIELDS, SESSION_FIELDS, CelError, compile_filter
-from tests.servers.ngrok_fleet import ApiError, Fleet, encode_ksuid, page
+from tests.servers.ngrok_fleet import COLLECTIONS, ApiError, Fleet, encode_ksuid, parse_query
 
 JSON_TYPE = "application/json; charset=utf-8"
-FAULT_KINDS = (
-    "500",
-    "502",
-    "503",
-    "html_502",
-    "timeout",
-    "reset",
-    "malformed_json",
-    "429",
-    "err_810",
-)
+SERVER_ERRORS = ("500", "502", "503")
+FAULT_KINDS = (*SERVER_ERRORS, "html_502", "timeout", "reset", "malformed_json", "429", "err_810")
 ACTIONS = ("restart", "stop", "update")
 HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     b"</body>\r\n</html>\r\n"
 )
-# name -> (id prefix, filterable fields or None, extra array parameters)
-COLLECTIONS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
-    "tunnel_sessions": ("ts_", SESSION_FIELDS, ()),
-    "endpoints": ("ep_", ENDPOINT_FIELDS, ("ids", "urls")),
-    "tunnels": ("tn_", None, ()),
-}
 MSG_218 = (
     "Your request has not specified an API version. Please include the version you wish to "
     "use in the Ngrok-Version header. Supported versions: 2."
@@ -433,7 +416,7 @@ class NgrokApiServer:
             kind = fault.kind if fault else ""
             if kind == "reset":
                 return None
-            if kind in ("500", "502", "503"):
+            if kind in SERVER_ERRORS:
                 status = int(kind)
                 return self._error(ApiError(status, None, http.HTTPStatus(status).phrase))
             if kind == "html_502":
@@ -497,17 +480,20 @@ class NgrokApiServer:
                 raise ApiError(404, None, "Not Found", {"path": path})
             prefix, fields, arrays = COLLECTIONS[parts[0]]
             allowed = ("before_id", "limit", *(("filter",) if fields else ()), *arrays)
-            params = _parse_query(query, allowed if len(parts) == 1 else (), arrays)
+            params = parse_query(query, allowed if len(parts) == 1 else (), arrays)
             if method == "GET" and body:
                 raise ApiError(400, "ERR_NGROK_211", "This request method does not accept a body.")
             if len(parts) == 1:
-                return self._list(parts[0], params)
+                with self._lock:  # serialized under the lock: the objects are live
+                    keeps = self.next_page_keeps_filter
+                    return self._ok(200, self._world().list_page(parts[0], params, keeps))
             obj_id = parts[1]
             if not obj_id.startswith(prefix):
                 msg = f"The resource ID '{obj_id}' is invalid: expected an ID starting '{prefix}'."
                 raise ApiError(400, "ERR_NGROK_227", msg)
             if action is None:
-                return self._get(parts[0], obj_id)
+                with self._lock:
+                    return self._ok(200, self._world().get_object(parts[0], obj_id))
             _check_json_body(headers, body)
             return self._act(obj_id, action)
         except ApiError as error:
@@ -536,51 +522,6 @@ class NgrokApiServer:
             )
             raise ApiError(400, "ERR_NGROK_217", msg)
 
-    def _list(self, name: str, params: Mapping[str, list[str]]) -> Reply:
-        prefix, fields, _ = COLLECTIONS[name]
-        raw_limit = params.get("limit", ["100"])[0]
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
-            raise ApiError(400, "ERR_NGROK_233", "The 'limit' parameter must be between 1 and 100.")
-        limit = int(raw_limit)
-        before_id = params.get("before_id", [None])[0]
-        if before_id is not None and not re.fullmatch(
-            re.escape(prefix) + "[0-9A-Za-z]{27}", before_id
-        ):
-            raise ApiError(
-                400, "ERR_NGROK_223", f"The resource reference ID '{before_id}' is invalid."
-            )
-        source = params.get("filter", [""])[0]
-        predicate = _compile(source, fields) if source.strip() else None
-        wanted_ids = {v for raw in params.get("ids", []) for v in raw.split(",") if v}
-        wanted_urls = {v for raw in params.get("urls", []) for v in raw.split(",") if v}
-        if wanted_ids or wanted_urls:
-            inner = predicate
-            predicate = lambda obj: (  # noqa: E731
-                (not wanted_ids or obj["id"] in wanted_ids)
-                and (not wanted_urls or obj.get("url") in wanted_urls)
-                and (inner is None or inner(obj))
-            )
-        with self._lock:
-            items, more = page(getattr(self._world(), _STORES[name]), before_id, limit, predicate)
-            items = copy.deepcopy(items)
-        next_uri = None
-        if more:
-            query = {"before_id": items[-1]["id"], "limit": str(limit)}
-            if self.next_page_keeps_filter and source:
-                query["filter"] = source
-            next_uri = f"{self.base_url}/{name}?{urlencode(query)}"
-        return self._ok(
-            200, {name: items, "uri": f"{self.base_url}/{name}", "next_page_uri": next_uri}
-        )
-
-    def _get(self, name: str, obj_id: str) -> Reply:
-        with self._lock:
-            obj = getattr(self._world(), _STORES[name]).items.get(obj_id)
-            obj = copy.deepcopy(obj)
-        if obj is None:
-            raise ApiError(404, None, "Resource not found")
-        return self._ok(200, obj)
-
     def _act(self, session_id: str, action: str) -> Reply:
         if self.legacy_plan:
             code, what = (
@@ -593,31 +534,6 @@ class NgrokApiServer:
         with self._lock:
             self._world().apply_action(session_id, action, time.time(), self.restart_delay)
         return self._ok(204)
-
-
-_STORES = {"tunnel_sessions": "sessions", "endpoints": "endpoints", "tunnels": "tunnels"}
-
-
-def _compile(source: str, fields: tuple[str, ...] | None) -> Callable[[Mapping[str, Any]], bool]:
-    try:
-        return compile_filter(source, fields or ())
-    except CelError as error:
-        raise ApiError(400, "invalid_cel_expression", f"invalid CEL expression: {error}") from None
-
-
-def _parse_query(
-    query: str, allowed: tuple[str, ...], arrays: tuple[str, ...]
-) -> dict[str, list[str]]:
-    params: dict[str, list[str]] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in allowed:
-            raise ApiError(400, "ERR_NGROK_231", f"Unknown query parameter '{key}'.")
-        if key in params and key not in arrays:
-            raise ApiError(
-                400, "ERR_NGROK_232", f"The query parameter '{key}' was specified more than once."
-            )
-        params.setdefault(key, []).append(value)
-    return params
 
 
 def _check_json_body(headers: Mapping[str, str], body: bytes) -> None:

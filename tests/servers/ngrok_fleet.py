@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from tests.servers.ngrok_cel import ENDPOINT_FIELDS, SESSION_FIELDS, CelError, compile_filter
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 KSUID_EPOCH = 1_400_000_000
@@ -24,6 +27,12 @@ REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in", "us-cal-1")
 REGION_WEIGHTS = (35, 25, 10, 5, 5, 5, 5, 10)
 REMOTE_MANAGEMENT_OFF = "remote management is disabled in the agent configuration"
 WINDOWS_RESTART = "restart is not supported on Windows: the agent cannot exec() itself"
+# resource -> (id prefix, filterable fields or None, array query parameters)
+COLLECTIONS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
+    "tunnel_sessions": ("ts_", SESSION_FIELDS, ()),
+    "endpoints": ("ep_", ENDPOINT_FIELDS, ("ids", "urls")),
+    "tunnels": ("tn_", None, ()),
+}
 
 
 _PAIRS = [a + b for a in BASE62 for b in BASE62]
@@ -291,6 +300,55 @@ class Fleet:
         )
 
     # ---- queries and changes ----------------------------------------------------------
+    def store(self, name: str) -> SortedStore:
+        return {"tunnel_sessions": self.sessions, "endpoints": self.endpoints}.get(
+            name, self.tunnels
+        )
+
+    def get_object(self, name: str, obj_id: str) -> dict[str, Any]:
+        obj = self.store(name).items.get(obj_id)
+        if obj is None:
+            raise ApiError(404, None, "Resource not found")
+        return obj
+
+    def list_page(
+        self, name: str, params: Mapping[str, list[str]], keeps_filter: bool
+    ) -> dict[str, Any]:
+        """One page of a list resource, newest first, filtered before paging; the objects in
+        it are live (serialize them before releasing the lock)."""
+        prefix, fields, _ = COLLECTIONS[name]
+        raw_limit = params.get("limit", ["100"])[0]
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+            raise ApiError(400, "ERR_NGROK_233", "The 'limit' parameter must be between 1 and 100.")
+        limit = int(raw_limit)
+        before_id = params.get("before_id", [None])[0]
+        if before_id is not None and not (
+            before_id.startswith(prefix) and _is_ksuid(before_id[len(prefix) :])
+        ):
+            raise ApiError(
+                400, "ERR_NGROK_223", f"The resource reference ID '{before_id}' is invalid."
+            )
+        source = params.get("filter", [""])[0]
+        predicate = _compile(source, fields) if source.strip() else None
+        wanted_ids = {v for raw in params.get("ids", []) for v in raw.split(",") if v}
+        wanted_urls = {v for raw in params.get("urls", []) for v in raw.split(",") if v}
+
+        def matches(obj: Mapping[str, Any]) -> bool:
+            return (
+                (not wanted_ids or obj["id"] in wanted_ids)
+                and (not wanted_urls or obj.get("url") in wanted_urls)
+                and (predicate is None or predicate(obj))
+            )
+
+        items, more = page(self.store(name), before_id, limit, matches)
+        next_uri = None
+        if more:
+            query = {"before_id": items[-1]["id"], "limit": str(limit)}
+            if keeps_filter and source:
+                query["filter"] = source
+            next_uri = f"{self.base_url}/{name}?{urlencode(query)}"
+        return {name: items, "uri": f"{self.base_url}/{name}", "next_page_uri": next_uri}
+
     def add_session(self, at: float, fields: Mapping[str, Any], endpoint_count: int | None) -> dict:
         session = self._random_session(at, [self._new_id("cr_", at)], None)
         session.pop("agent_platform", None)
@@ -381,13 +439,38 @@ def page(
     store: SortedStore,
     before_id: str | None,
     limit: int,
-    predicate: Callable[[Mapping[str, Any]], bool] | None,
+    predicate: Callable[[Mapping[str, Any]], bool],
 ) -> tuple[list[dict[str, Any]], bool]:
     """Up to `limit` matching objects newest first, and whether more follow."""
     found: list[dict[str, Any]] = []
     for obj in store.newest_first(before_id):
-        if predicate is None or predicate(obj):
+        if predicate(obj):
             if len(found) == limit:
                 return found, True
             found.append(obj)
     return found, False
+
+
+def _is_ksuid(text: str) -> bool:
+    return len(text) == 27 and all(ch in _DIGITS for ch in text)
+
+
+def _compile(source: str, fields: tuple[str, ...] | None) -> Callable[[Mapping[str, Any]], bool]:
+    try:
+        return compile_filter(source, fields or ())
+    except CelError as error:
+        raise ApiError(400, "invalid_cel_expression", f"invalid CEL expression: {error}") from None
+
+
+def parse_query(
+    query: str, allowed: tuple[str, ...], arrays: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """Query parameters by name; unknown (231) and repeated (232) ones are refused."""
+    params: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in allowed:
+            raise ApiError(400, "ERR_NGROK_231", f"Unknown query parameter '{key}'.")
+        if key in params and key not in arrays:
+            raise ApiError(400, "ERR_NGROK_232", f"The query parameter '{key}' is repeated.")
+        params.setdefault(key, []).append(value)
+    return params
