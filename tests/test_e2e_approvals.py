@@ -1,0 +1,212 @@
+"""Who may do what, end to end: two-person approval, roles through user groups, defaults
+without a config, the audit trail, and exactly-once across two processes sharing Redis."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from tests.bot_process import BotProcess, SlackSender, buttons_in, find_button
+from tests.e2e_fixtures import (
+    ALICE,
+    BOB,
+    CAROL,
+    MALLORY,
+    OPS,
+    THREAD,
+    session_id_of,
+    texts_of,
+    wait_until,
+)
+
+DAVE = "U0DAVE"  # an operator only through the user group S0ONCALL
+
+
+def request_two_person_stop(stack, sid: str, *, user: str = ALICE) -> dict:
+    """Asks for a stop (two-person by the default rules) and sends it for approval."""
+    prompt = stack.ask(f"stop {sid}", user=user)
+    assert "second person" in texts_of(prompt)
+    assert not [b for b in buttons_in(prompt) if b["action_id"] == "ngrok_approve"]
+    stack.reply(stack.click(find_button(prompt, "ngrok_ask_approval"), user=user))
+    request = stack.posted("chat.postMessage", predicate=lambda c: sid in json.dumps(c.body))[0]
+    assert request.body["channel"] == OPS
+    return request.body
+
+
+def test_two_person_stop_needs_someone_else(stack_factory):
+    stack = stack_factory()
+    sid = session_id_of("linux", stack.ngrok)
+    request = request_two_person_stop(stack, sid)
+    approve = find_button(request, "ngrok_tp_approve")
+    own = stack.click(approve, user=ALICE, ephemeral=False)
+    assert "someone else must approve" in texts_of(stack.reply(own))
+    viewer = stack.click(approve, user=MALLORY, ephemeral=False)
+    assert "Only approvers" in texts_of(stack.reply(viewer))
+    time.sleep(0.3)
+    assert stack.action_posts() == []
+    stack.click(approve, user=BOB, ephemeral=False)
+    wait_until(lambda: stack.action_posts(sid), what="the stop")
+    done = stack.posted("chat.update", predicate=lambda c: "state_done" in json.dumps(c.body))[0]
+    assert f"<@{BOB}>" in texts_of(done.body)
+    assert sid not in stack.ngrok.session_ids()
+    late = stack.click(approve, user=CAROL, ephemeral=False)
+    assert "already" in texts_of(stack.reply(late))
+    assert len(stack.action_posts()) == 1
+    audit = [(r["event"], r.get("actor")) for r in stack.bot.audit_records()]
+    assert ("approved", BOB) in audit and ("executed", BOB) in audit
+    stack.scan_for_secrets()
+
+
+def test_two_approvers_clicking_at_once_run_it_once(stack_factory):
+    stack = stack_factory()
+    sid = session_id_of("linux", stack.ngrok)
+    approve = find_button(request_two_person_stop(stack, sid), "ngrok_tp_approve")
+    threads = [
+        threading.Thread(
+            target=stack.click, args=(approve,), kwargs={"user": u, "ephemeral": False}
+        )
+        for u in (BOB, CAROL, BOB, CAROL)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_until(lambda: stack.action_posts(sid), what="the stop")
+    time.sleep(0.5)
+    assert len(stack.action_posts(sid)) == 1
+
+
+def test_deny_and_withdraw_change_nothing(stack_factory):
+    stack = stack_factory()
+    sid = session_id_of("linux", stack.ngrok)
+    request = request_two_person_stop(stack, sid)
+    stack.click(find_button(request, "ngrok_tp_deny"), user=BOB, ephemeral=False)
+    denied = stack.posted("chat.update", predicate=lambda c: "state_denied" in json.dumps(c.body))
+    assert f"<@{BOB}>" in texts_of(denied[0].body)
+    later = stack.click(find_button(request, "ngrok_tp_approve"), user=CAROL, ephemeral=False)
+    assert "already denied" in texts_of(stack.reply(later))
+    assert stack.action_posts() == []
+
+
+def test_a_role_removed_between_request_and_click_counts(stack_factory):
+    stack = stack_factory()
+    sid = session_id_of("linux", stack.ngrok)
+    prompt = stack.ask(f"restart {sid}", user=DAVE)  # operator through S0ONCALL
+    approve = find_button(prompt, "ngrok_approve")
+    stack.slack.set_usergroup("S0ONCALL", [])  # GROUP_CACHE_SECONDS=0 in the stack
+    refused = stack.reply(stack.click(approve, user=DAVE))
+    assert "no longer an operator" in texts_of(refused)
+    time.sleep(0.3)
+    assert stack.action_posts() == []
+    assert stack.slack.calls_to("usergroups.users.list")
+
+
+def test_without_a_config_everyone_lists_and_nobody_acts(stack_factory):
+    stack = stack_factory(config=None)
+    assert "ngrok agents online" in stack.ask("sessions", user=MALLORY)["text"]
+    sid = session_id_of("linux", stack.ngrok)
+    refusal = texts_of(stack.ask(f"restart {sid}", user=MALLORY))
+    assert "BOT_CONFIG" in refusal and "roles.operator" in refusal
+    assert stack.action_posts() == []
+
+
+def test_audit_shows_recent_entries_to_operators_only(stack_factory):
+    stack = stack_factory()
+    sid = session_id_of("linux", stack.ngrok)
+    prompt = stack.ask(f"restart {sid}")
+    stack.reply(stack.click(find_button(prompt, "ngrok_approve")))
+    wait_until(lambda: stack.action_posts(sid), what="the restart")
+    wait_until(
+        lambda: any(r["event"] == "executed" for r in stack.bot.audit_records()), what="record"
+    )
+    audit = texts_of(stack.ask(f"audit 5 {sid}"))
+    assert sid in audit and "restart" in audit
+    assert "Only operators and approvers" in texts_of(stack.ask("audit", user=MALLORY))
+
+
+def test_audit_channel_gets_every_record(stack_factory, tmp_path):
+    from tests.e2e_fixtures import DEFAULT_CONFIG
+
+    stack = stack_factory(config=DEFAULT_CONFIG + "audit_channel: C0AUDIT\n")
+    sid = session_id_of("linux", stack.ngrok)
+    prompt = stack.ask(f"restart {sid}")
+    stack.reply(stack.click(find_button(prompt, "ngrok_approve")))
+    posts = stack.posted(
+        "chat.postMessage", 3, predicate=lambda c: c.body.get("channel") == "C0AUDIT"
+    )
+    assert all(sid in p.body["text"] for p in posts)
+
+
+def test_double_approve_sent_to_two_processes_sharing_redis(stack_factory, redis_url):
+    stack = stack_factory(env={"REDIS_URL": redis_url})
+    second = BotProcess({**stack.bot.env, "PORT": ""}).start()
+    try:
+        sid = session_id_of("linux", stack.ngrok)
+        approve = find_button(stack.ask(f"restart {sid}"), "ngrok_approve")
+        senders = [stack.sender, SlackSender(second.events_url)]
+        url = stack.slack.response_url()
+        threads = [
+            threading.Thread(
+                target=sender.click,
+                args=(approve,),
+                kwargs={"user": ALICE, "channel": OPS, "response_url": url},
+            )
+            for sender in senders * 3
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait_until(lambda: stack.action_posts(sid), what="the restart")
+        time.sleep(1.0)
+        assert len(stack.action_posts(sid)) == 1
+    finally:
+        second.stop()
+
+
+def test_socket_mode_worker_runs_the_whole_flow(stack_factory):
+    stack = stack_factory(kind="worker")
+    stack.slack.wait_socket_connected(timeout=30)
+    sid = session_id_of("linux", stack.ngrok)
+    url = stack.slack.response_url()
+    payload = {
+        "token": "x", "team_id": "T111", "channel_id": OPS, "user_id": ALICE, "command": "/ngrok",
+        "text": f"restart {sid}", "api_app_id": "A111", "response_url": url, "trigger_id": "1.2",
+    }  # fmt: skip
+    ack = stack.slack.send_envelope("slash_commands", payload)
+    assert ack["envelope_id"]
+    prompt = stack.reply(url.rsplit("/", 1)[1])
+    approve = find_button(prompt, "ngrok_approve")
+    click_url = stack.slack.response_url()
+    click = {
+        "type": "block_actions", "user": {"id": ALICE}, "api_app_id": "A111",
+        "container": {"type": "message", "message_ts": "1.1", "channel_id": OPS,
+                      "is_ephemeral": True},
+        "channel": {"id": OPS}, "team": {"id": "T111"}, "response_url": click_url,
+        "actions": [{"action_id": approve["action_id"], "block_id": approve["block_id"],
+                     "value": approve["value"], "type": "button", "action_ts": "1.2"}],
+    }  # fmt: skip
+    stack.slack.send_envelope("interactive", click)
+    stack.reply(click_url.rsplit("/", 1)[1])
+    wait_until(lambda: stack.action_posts(sid), what="the restart")
+    time.sleep(0.3)
+    assert len(stack.action_posts(sid)) == 1
+    record = stack.posted("chat.postMessage", predicate=lambda c: sid in json.dumps(c.body))
+    assert record[0].body["channel"] == OPS
+    stack.scan_for_secrets()
+
+
+def test_mention_retries_from_slack_run_once(stack_factory):
+    stack = stack_factory()
+    body = {
+        "token": "x", "team_id": "T111", "api_app_id": "A111", "type": "event_callback",
+        "event_id": "Ev0RETRY1", "event_time": int(time.time()),
+        "event": {"type": "app_mention", "user": ALICE, "text": "<@UBOT1> sessions",
+                  "ts": "1700000003.000100", "channel": OPS, "thread_ts": THREAD},
+    }  # fmt: skip
+    for _ in range(3):
+        assert stack.sender.post(json.dumps(body), "application/json").status_code == 200
+    stack.posted("chat.postMessage")
+    time.sleep(0.5)
+    assert len(stack.slack.calls_to("chat.postMessage")) == 1
