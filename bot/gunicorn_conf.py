@@ -23,5 +23,12 @@ threads = 32  # acks are quick, but 50 simultaneous commands must not queue behi
 timeout = 0  # requests only ack; slow work runs on bot.jobs, not in request threads
 graceful_timeout = 20
 control_socket_disable = True  # one fixed socket path would clash between instances
-accesslog = "/dev/stderr"  # stdout carries the JSON audit records
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# Access lines go to stderr (stdout carries the JSON audit records) through a stream
+# handler: `accesslog = "/dev/stderr"` is opened as a file, which fails with ENXIO when
+# stderr is a socket (systemd's journal), and gunicorn would then refuse to start.
+_STDERR = {"level": "INFO", "handlers": ["error_console"], "propagate": False}
+logconfig_dict = {
+    "root": {"level": "INFO", "handlers": []},  # the worker's configure_logging sets it up
+    "loggers": {"gunicorn.error": _STDERR, "gunicorn.access": _STDERR},
+}
