@@ -55,6 +55,9 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] != "check":
         print(f"Unknown command {argv[0]!r}. {USAGE}", file=sys.stderr)
         return 2
+    if len(argv) > 1:  # `check --verbose` must not silently run a plain check
+        print(f"Unexpected argument {argv[1]!r}. {USAGE}", file=sys.stderr)
+        return 2
     if argv:
         from bot.doctor import run_checks
 
