@@ -12,6 +12,7 @@ from collections.abc import Callable
 from slack_sdk.errors import SlackApiError
 
 from bot.deps import build_slack_client
+from bot.logs import configure_logging
 from bot.ngrok import NgrokClient
 from bot.ngrok_errors import NgrokError
 from bot.settings import Settings, SettingsError, load_settings_from_environment
@@ -97,6 +98,8 @@ def run_checks() -> int:
     except SettingsError as error:
         print(error.report(), file=sys.stderr)
         return 2
+    # The same log set-up as the bot itself, so the secret filter guards the probes' logs too.
+    configure_logging(settings.log_level, settings.secret_values())
     rows = check_rows(settings)
     print(format_table(rows))
     ready = all(ok for _, ok, _ in rows)
