@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jsonschema
 import pytest
 
 from tests.servers.ngrok_api_fixture import check_error_shape, checked_client
@@ -142,6 +143,19 @@ def test_add_session_overrides_and_removes_fields(ngrok_api, api):
     assert sum(e.get("tunnel_session", {}).get("id") == added["id"] for e in endpoints) == 2
 
 
+def test_spec_checks_are_live(ngrok_api, ngrok_spec):
+    """The validator the other tests rely on does reject wrong shapes."""
+    served = ngrok_api.session(ngrok_api.session_ids()[0])
+    ngrok_spec.validate("TunnelSession", served)
+    with pytest.raises(jsonschema.ValidationError):
+        ngrok_spec.validate("TunnelSession", {**served, "started_at": 1758565200})
+    with pytest.raises(jsonschema.ValidationError):
+        ngrok_spec.validate("TunnelSessionList", {"tunnel_sessions": [{"credential": "cr_1"}]})
+    ngrok_spec.validate("TunnelSessionList", {"tunnel_sessions": [], "next_page_uri": None})
+    with pytest.raises(AssertionError):
+        check_error_shape({"status_code": 400, "msg": "x", "details": {}}, 400)
+
+
 # ---- endpoints and tunnels ----------------------------------------------------------------
 
 
@@ -202,7 +216,7 @@ def test_authentication_errors(ngrok_api):
     error_of(httpx.get(url, headers=basic), 401, "ERR_NGROK_201")
 
 
-def test_version_header_errors(ngrok_api):
+def test_version_header_errors(ngrok_api, ngrok_spec):
     url = f"{ngrok_api.base_url}/tunnel_sessions"
     auth = {"Authorization": ngrok_api.client_headers()["Authorization"]}
     body = error_of(httpx.get(url, headers=auth), 400, "ERR_NGROK_218")
@@ -210,6 +224,7 @@ def test_version_header_errors(ngrok_api):
     error_of(httpx.get(url, headers={**auth, "Ngrok-Version": "3"}), 400, "ERR_NGROK_217")
     ok = httpx.get(url, headers={**auth, "ngrok-version": "2"})
     assert ok.status_code == 200  # header names are case-insensitive
+    ngrok_spec.validate("TunnelSessionList", ok.json())
 
 
 def test_unknown_session_gives_the_exact_documented_404(ngrok_api, api):
@@ -486,7 +501,7 @@ def test_tls_with_the_ca_bundle(ngrok_api_factory, ngrok_spec):
     assert not bundle.exists()
 
 
-def test_module_entry_point_serves_until_terminated():
+def test_module_entry_point_serves_until_terminated(ngrok_spec):
     process = subprocess.Popen(
         [
             sys.executable,
@@ -508,6 +523,7 @@ def test_module_entry_point_serves_until_terminated():
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base_url)
         headers = {"Authorization": "Bearer ngrok-test-api-key-0123456789", "Ngrok-Version": "2"}
         body = httpx.get(f"{base_url}/tunnel_sessions", headers=headers, timeout=10).json()
+        ngrok_spec.validate("TunnelSessionList", body)
         assert len(body["tunnel_sessions"]) == 7
         assert body["uri"] == f"{base_url}/tunnel_sessions"
     finally:

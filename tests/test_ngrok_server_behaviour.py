@@ -185,9 +185,9 @@ def test_html_502_is_not_json(ngrok_api, api):
     assert api.get("/endpoints").status_code == 200
 
 
-def test_timeout_holds_the_request_then_answers(ngrok_api):
+def test_timeout_holds_the_request_then_answers(ngrok_api, ngrok_spec):
     ngrok_api.inject_fault("timeout", delay=1.0)
-    with httpx.Client(base_url=ngrok_api.base_url, headers=ngrok_api.client_headers()) as client:
+    with checked_client(ngrok_api, ngrok_spec) as client:
         with pytest.raises(httpx.ReadTimeout):
             client.get("/tunnel_sessions", timeout=0.2)
         held = wait_for(lambda: ngrok_api.log())
@@ -198,10 +198,10 @@ def test_timeout_holds_the_request_then_answers(ngrok_api):
         assert time.monotonic() - started >= 0.3
 
 
-def test_reset_drops_the_connection(ngrok_api):
+def test_reset_drops_the_connection(ngrok_api, ngrok_spec):
     ngrok_api.inject_fault("reset", method="POST")
     sid = ngrok_api.session_ids()[0]
-    with httpx.Client(base_url=ngrok_api.base_url, headers=ngrok_api.client_headers()) as client:
+    with checked_client(ngrok_api, ngrok_spec) as client:
         assert client.get("/tunnel_sessions").status_code == 200  # GETs do not match
         with pytest.raises(httpx.TransportError):
             client.post(f"/tunnel_sessions/{sid}/stop", json={})
@@ -271,28 +271,28 @@ def test_rate_limit_is_a_sliding_window_per_key(ngrok_api_factory, ngrok_spec):
         assert api.get("/tunnel_sessions").status_code == 200
 
 
-def test_retry_after_counts_seconds_until_a_slot_frees(ngrok_api_factory):
+def test_retry_after_counts_seconds_until_a_slot_frees(ngrok_api_factory, ngrok_spec):
     server = ngrok_api_factory(sessions=3, rate_limit=2, rate_window=30.0, send_retry_after=True)
-    with httpx.Client(base_url=server.base_url, headers=server.client_headers()) as client:
+    with checked_client(server, ngrok_spec) as client:
         assert [client.get("/tunnel_sessions").status_code for _ in range(2)] == [200, 200]
         limited = client.get("/tunnel_sessions")
         assert limited.status_code == 429
         assert 1 <= int(limited.headers["retry-after"]) <= 30
 
 
-def test_concurrency_limit(ngrok_api_factory):
+def test_concurrency_limit(ngrok_api_factory, ngrok_spec):
     server = ngrok_api_factory(sessions=3, max_concurrent=2, latency=1.5)
     statuses = []
 
     def call():
-        with httpx.Client(base_url=server.base_url, headers=server.client_headers()) as client:
+        with checked_client(server, ngrok_spec) as client:
             statuses.append(client.get("/tunnel_sessions", timeout=30).status_code)
 
     holders = [threading.Thread(target=call) for _ in range(2)]
     for thread in holders:
         thread.start()
     time.sleep(0.4)  # both are now inside the server, sleeping out the latency
-    with httpx.Client(base_url=server.base_url, headers=server.client_headers()) as client:
+    with checked_client(server, ngrok_spec) as client:
         refused = client.get("/tunnel_sessions", timeout=30)
     for thread in holders:
         thread.join()
@@ -301,8 +301,8 @@ def test_concurrency_limit(ngrok_api_factory):
     assert statuses == [200, 200]
 
 
-def test_latency_is_added_to_every_request_and_settable(ngrok_api):
-    with httpx.Client(base_url=ngrok_api.base_url, headers=ngrok_api.client_headers()) as client:
+def test_latency_is_added_to_every_request_and_settable(ngrok_api, ngrok_spec):
+    with checked_client(ngrok_api, ngrok_spec) as client:
         ngrok_api.latency = 0.25
         for path in ("/tunnel_sessions", "/nope"):
             started = time.monotonic()
@@ -320,7 +320,7 @@ def official(ngrok_api):
     return ngrok.Client("ngrok-test-api-key-0123456789", base_url=ngrok_api.base_url)
 
 
-def test_official_client_lists_every_page_and_gets(ngrok_api, official):
+def test_official_client_lists_every_page_and_gets(ngrok_api, official, ngrok_spec):
     listed = [s.id for s in official.tunnel_sessions.list(limit="7")]
     assert listed == ngrok_api.session_ids()
     assert len(ngrok_api.requests_matching("GET", "/tunnel_sessions")) == 5  # 30 sessions / 7
@@ -334,12 +334,9 @@ def test_official_client_lists_every_page_and_gets(ngrok_api, official):
     headers = ngrok_api.log()[-1].headers
     assert headers["ngrok-version"] == "2" and headers["user-agent"].startswith("ngrok-api-python/")
     endpoints = list(official.endpoints.list(limit="5"))
-    assert endpoints and {e.id for e in endpoints} == {
-        e["id"]
-        for e in httpx.get(
-            f"{ngrok_api.base_url}/endpoints", headers=ngrok_api.client_headers()
-        ).json()["endpoints"]
-    }
+    with checked_client(ngrok_api, ngrok_spec) as api:
+        served = api.get("/endpoints").json()["endpoints"]
+    assert endpoints and [e.id for e in endpoints] == [e["id"] for e in served]
 
 
 def test_official_client_trips_on_omitted_fields(ngrok_api, official):

@@ -86,7 +86,7 @@ def check_error_shape(body: Any, status: int, operation_header: str | None = Non
         assert isinstance(body["error_code"], str) and body["error_code"]
     details = body["details"]
     assert isinstance(details, dict) and all(isinstance(v, str) for v in details.values())
-    assert re.fullmatch(r"op_[0-9A-Za-z]{27}", details["operation_id"])
+    assert re.fullmatch(r"op_[0-9A-Za-z]{27}", details.get("operation_id", "")), details
     if operation_header is not None:
         assert operation_header == details["operation_id"]
 
