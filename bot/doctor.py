@@ -1,7 +1,8 @@
 """`python -m bot check`: settings, Slack token, ngrok keys and state store, as a table.
 
-It makes one call per dependency (auth.test, one list call per ngrok account, a store ping)
-and exits 0 only when every row is OK, so it can gate a deployment.
+It makes one call per dependency (auth.test, apps.connections.open in Socket Mode, one list
+call per ngrok account, a store ping) and exits 0 only when every row is OK, so it can gate
+a deployment.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def check_rows(settings: Settings) -> list[Row]:
         auth = build_slack_client(settings).auth_test()
         return f"team {auth.get('team')} ({auth.get('team_id')}), bot user {auth.get('user_id')}"
 
+    def app_token() -> str:
+        # Issues a WebSocket URL and leaves it unused: the one call that proves the xapp- token.
+        build_slack_client(settings).apps_connections_open(app_token=settings.slack_app_token)
+        return "Socket Mode connections allowed"
+
     def ngrok(name: str) -> Callable[[], str]:
         account = settings.config.accounts[name]
 
@@ -68,6 +74,8 @@ def check_rows(settings: Settings) -> list[Row]:
     config = settings.config
     rows: list[Row] = [("settings", True, f"{mode}; config: {_describe_config(settings)}")]
     rows.append(_check("slack token (auth.test)", slack))
+    if settings.mode == "socket":
+        rows.append(_check("slack app token (apps.connections.open)", app_token))
     for name in sorted(config.accounts):
         rows.append(_check(f"ngrok account {name!r}", ngrok(name)))
     rows.append(_check("state store", store))
