@@ -264,7 +264,7 @@ def test_request_validation_codes(ngrok_api, api):
             headers={"Content-Type": "application/json"},
         )
         cases.append((response, 400, "ERR_NGROK_213"))
-    for limit in ("0", "101", "abc", "-1", ""):
+    for limit in ("0", "101", "abc", "-1", "", "²", "1.5"):
         cases.append((api.get("/tunnel_sessions", params={"limit": limit}), 400, "ERR_NGROK_233"))
     for before_id in ("nope", "ts_short", "ep_2abcdefghijklmnopqrstuvwxyz"):
         response = api.get("/tunnel_sessions", params={"before_id": before_id})

@@ -250,24 +250,25 @@ def sleep_until(moment):
 
 
 def test_rate_limit_is_a_sliding_window_per_key(ngrok_api_factory, ngrok_spec):
-    server = ngrok_api_factory(sessions=3, rate_limit=5, rate_window=1.0)
+    window = 1.5
+    server = ngrok_api_factory(sessions=3, rate_limit=5, rate_window=window)
     with checked_client(server, ngrok_spec) as api:
         anonymous = httpx.Client(base_url=server.base_url, headers={"Ngrok-Version": "2"})
         assert [anonymous.get("/tunnel_sessions").status_code for _ in range(3)] == [401] * 3
         statuses = [api.get("/tunnel_sessions").status_code for _ in range(6)]
         assert statuses == [200] * 5 + [429]  # the 401s were another key's window
         body = error_of(api.get("/tunnel_sessions"), 429, "ERR_NGROK_226")
-        assert "5 API requests per 1s" in body["msg"]
+        assert "5 API requests per 1.5s" in body["msg"]
         assert "retry-after" not in server.log()[-1].headers
         assert anonymous.get("/tunnel_sessions").status_code == 401
         anonymous.close()
         burst_end = server.log()[-1].at
-        sleep_until(burst_end + 0.3)
+        sleep_until(burst_end + window / 2)
         assert [api.get("/tunnel_sessions").status_code for _ in range(5)] == [429] * 5
-        sleep_until(burst_end + 1.1)
+        sleep_until(burst_end + window + 0.1)
         # the first burst has left the window, but the five refused requests still fill it
         assert api.get("/tunnel_sessions").status_code == 429
-        sleep_until(server.log()[-2].at + 1.1)
+        sleep_until(server.log()[-2].at + window + 0.1)
         assert api.get("/tunnel_sessions").status_code == 200
 
 
@@ -281,7 +282,7 @@ def test_retry_after_counts_seconds_until_a_slot_frees(ngrok_api_factory, ngrok_
 
 
 def test_concurrency_limit(ngrok_api_factory, ngrok_spec):
-    server = ngrok_api_factory(sessions=3, max_concurrent=2, latency=1.5)
+    server = ngrok_api_factory(sessions=3, max_concurrent=2, latency=2.0)
     statuses = []
 
     def call():
@@ -291,7 +292,7 @@ def test_concurrency_limit(ngrok_api_factory, ngrok_spec):
     holders = [threading.Thread(target=call) for _ in range(2)]
     for thread in holders:
         thread.start()
-    time.sleep(0.4)  # both are now inside the server, sleeping out the latency
+    wait_for(lambda: server._limits._in_flight == 2)  # both inside, sleeping out the latency
     with checked_client(server, ngrok_spec) as client:
         refused = client.get("/tunnel_sessions", timeout=30)
     for thread in holders:

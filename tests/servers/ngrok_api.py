@@ -200,7 +200,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}
         app = self.server.app
-        reply = app._process(self.command, url.path, url.query, headers, body)
+        try:
+            reply = app._process(self.command, url.path, url.query, headers, body)
+        except Exception as error:  # a stand-in bug: answer 500 rather than hang up silently
+            reply = app._error(ApiError(500, None, f"stand-in failure: {type(error).__name__}"))
         query: dict[str, list[str]] = {}
         for key, value in parse_qsl(url.query, keep_blank_values=True):
             query.setdefault(key, []).append(value)
@@ -372,7 +375,10 @@ class NgrokApiServer:
 
     def set_remote_management(self, session_id: str, enabled: bool) -> None:
         with self._lock:
-            self._world().find(session_id).remote_management = enabled
+            agent = self._world().agents.get(session_id)
+            if agent is None:
+                raise KeyError(f"no online session {session_id}")
+            agent.remote_management = enabled
 
     def inject_fault(
         self,

@@ -115,6 +115,9 @@ class Agent:
 
 @dataclass
 class Fleet:
+    """Every online agent with its endpoints and tunnels, plus agents between a restart and
+    their reconnect. Deterministic for a seed: all randomness comes from `rng`."""
+
     base_url: str
     rng: random.Random
     endpoint_type: str = "ephemeral"
@@ -318,7 +321,7 @@ class Fleet:
         it are live (serialize them before releasing the lock)."""
         prefix, fields, _ = COLLECTIONS[name]
         raw_limit = params.get("limit", ["100"])[0]
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 100):
             raise ApiError(400, "ERR_NGROK_233", "The 'limit' parameter must be between 1 and 100.")
         limit = int(raw_limit)
         before_id = params.get("before_id", [None])[0]
