@@ -1,0 +1,34 @@
+"""The ack never waits for ngrok: with the ngrok API stalled, 50 slash commands sent at once
+all get their HTTP 200 while ngrok has not answered a single one of the bot's calls."""
+
+from __future__ import annotations
+
+import threading
+
+from tests.e2e_fixtures import wait_until
+
+STALL = 5.0  # seconds the ngrok stand-in takes per request: far longer than an ack may (3 s)
+
+
+def test_fifty_concurrent_commands_are_acked_while_ngrok_is_stalled(stack_factory):
+    stack = stack_factory(ngrok={"latency": STALL, "rate_limit": None})
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def fire() -> None:
+        response, _ = stack.slash("sessions")
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=fire) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=STALL / 2)
+    assert statuses == [200] * 50
+    answered = [r for r in stack.ngrok.log() if r.status == 200]
+    assert answered == [], "an ack waited for an ngrok answer"
+    # The work itself went on after the acks: ngrok answers (the stand-in logs a request
+    # when its answer is ready) and the replies reach the response URLs.
+    wait_until(lambda: stack.ngrok.log(), timeout=STALL * 3, what="ngrok calls after the acks")
+    stack.slack.wait_for("response_url", timeout=STALL * 3)
