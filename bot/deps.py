@@ -75,7 +75,7 @@ class Deps:
 
     def close(self) -> None:
         """Stops jobs and closes connections (tests and graceful shutdown)."""
-        self.jobs.shutdown(wait=False)
+        self.jobs.shutdown(timeout=5.0)
         for client in self.ngrok_clients.values():
             client.close()
         self.store.close()

@@ -7,7 +7,9 @@ problem once and exits with code 2 instead of restarting workers that cannot boo
 from __future__ import annotations
 
 import sys
+from typing import Any
 
+from bot.jobs import drain_all
 from bot.settings import SettingsError, load_settings_from_environment
 
 try:
@@ -32,3 +34,8 @@ logconfig_dict = {
     "root": {"level": "INFO", "handlers": []},  # the worker's configure_logging sets it up
     "loggers": {"gunicorn.error": _STDERR, "gunicorn.access": _STDERR},
 }
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Lets approved actions that are already running finish before the worker goes."""
+    drain_all(timeout=graceful_timeout / 2)

@@ -254,7 +254,9 @@ def report_successor(
     deps: Deps, where: Invocation, client: NgrokClient, session: TunnelSession
 ) -> None:
     """Names the new session id of a restarted agent in the thread, or says it is missing."""
-    successor = find_successor(client, session, timeout=RESTART_SEARCH_SECONDS)
+    successor = find_successor(
+        client, session, timeout=RESTART_SEARCH_SECONDS, sleep=deps.jobs.pause
+    )
     old = code_span(session.id, 60)
     if successor is None:
         text = (
