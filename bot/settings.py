@@ -50,6 +50,7 @@ class Settings:
     port: int
     config: BotConfig
     approval_secret: bytes = field(repr=False)
+    approval_secret_text: str = field(repr=False)  # APPROVAL_SECRET as set, for log masking
     redis_url: str | None = field(repr=False)
     state_path: str
     ngrok_max_requests: int
@@ -67,6 +68,7 @@ class Settings:
         values += [account.api_key for account in self.config.accounts.values()]
         if self.redis_url:
             values.append(self.redis_url)
+        values.append(self.approval_secret_text)
         return [value for value in values if value]
 
 
@@ -110,7 +112,8 @@ def _url(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:
         return None
     parsed = urlparse(raw)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        problems.append(f"{name} must be an http:// or https:// URL, not {raw!r}.")
+        # The value is not echoed: a URL may carry credentials (https://user:pass@host).
+        problems.append(f"{name} must be an http:// or https:// URL (the value is not shown).")
         return None
     return raw
 
@@ -136,10 +139,15 @@ def _approval_secret(env: Mapping[str, str], fallback: str, problems: list[str])
 
 
 def load_settings(
-    env: Mapping[str, str], *, config_text: str | None, config_source: str
+    env: Mapping[str, str],
+    *,
+    config_text: str | None,
+    config_source: str,
+    config_problem: str | None = None,
 ) -> Settings:
-    """Builds Settings from a plain mapping; raises SettingsError listing every problem."""
-    problems: list[str] = []
+    """Builds Settings from a plain mapping; raises SettingsError listing every problem.
+    `config_problem` is why the BOT_CONFIG file could not be read, listed with the rest."""
+    problems: list[str] = [config_problem] if config_problem else []
     bot_token = _token(env, "SLACK_BOT_TOKEN", "xoxb-", problems)
     app_token = _token(env, "SLACK_APP_TOKEN", "xapp-", problems)
     signing_secret = env.get("SLACK_SIGNING_SECRET", "").strip()
@@ -182,6 +190,7 @@ def load_settings(
         port=_int(env, "PORT", 3000, 1, 65535, problems),
         config=config,  # type: ignore[arg-type]  # only returned when there are no problems
         approval_secret=_approval_secret(env, signing_secret or bot_token, problems),
+        approval_secret_text=env.get("APPROVAL_SECRET", ""),
         redis_url=redis_url,
         state_path=env.get("STATE_PATH", "").strip() or "ngrok-ops.sqlite3",
         ngrok_max_requests=_int(env, "NGROK_RATE_LIMIT", 120, 1, 10_000, problems),
@@ -210,7 +219,10 @@ def load_settings_from_environment() -> Settings:
         return load_settings(env, config_text=None, config_source="(no BOT_CONFIG)")
     try:
         text = Path(config_path).read_text(encoding="utf-8")
-    except OSError as error:
-        problem = f"BOT_CONFIG points to {config_path!r}, which cannot be read: {error.strerror}."
-        raise SettingsError([problem]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "it is not UTF-8 text"
+        problem = f"BOT_CONFIG points to {config_path!r}, which cannot be read: {reason}."
+        return load_settings(
+            env, config_text=None, config_source=config_path, config_problem=problem
+        )
     return load_settings(env, config_text=text, config_source=config_path)
