@@ -113,7 +113,7 @@ class Stack:
         return body
 
     def scan_for_secrets(self) -> None:
-        """No secret in anything the bot printed or sent to Slack."""
+        """No secret in anything the bot printed or sent to Slack (run after every test)."""
         texts = [self.bot.stdout(), self.bot.stderr()]
         texts += [json.dumps(call.body) for call in self.slack.calls()]
         for secret in self.secrets:
@@ -160,6 +160,7 @@ def stack_factory(
     slack_api_factory: Callable[..., SlackApiServer],
 ) -> Iterator[Callable[..., Stack]]:
     bots: list[BotProcess] = []
+    stacks: list[Stack] = []
 
     def start(
         *, config: str | None = DEFAULT_CONFIG, env: dict[str, str] | None = None,
@@ -194,8 +195,12 @@ def stack_factory(
             slack_server.bot_token, slack_server.app_token, SIGNING_SECRET, NGROK_KEY,
             bot_env["APPROVAL_SECRET"],
         ]  # fmt: skip
-        return Stack(ngrok_server, slack_server, bot, SlackSender(bot.events_url), secrets)
+        stack = Stack(ngrok_server, slack_server, bot, SlackSender(bot.events_url), secrets)
+        stacks.append(stack)
+        return stack
 
     yield start
     for bot in bots:
         bot.stop()
+    for stack in stacks:
+        stack.scan_for_secrets()

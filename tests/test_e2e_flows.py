@@ -25,9 +25,7 @@ from tests.e2e_fixtures import (
 
 @pytest.fixture
 def stack(stack_factory):
-    s = stack_factory()
-    yield s
-    s.scan_for_secrets()
+    return stack_factory()  # the factory scans for leaked secrets after each test
 
 
 def test_slash_sessions_lists_the_fleet_escaped_with_working_buttons(stack):
