@@ -19,6 +19,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.audit import Auditor
 from bot.config import Account, BotConfig
+from bot.fleet import FleetCache
 from bot.groups import GroupDirectory
 from bot.jobs import Jobs
 from bot.ngrok import NgrokClient
@@ -56,6 +57,7 @@ class Deps:
     groups: GroupDirectory
     auditor: Auditor
     ngrok_clients: dict[str, NgrokClient]
+    fleet: FleetCache
     clock: Callable[[], float] = field(default=time.time)
 
     @property
@@ -118,4 +120,5 @@ def build_deps(settings: Settings) -> Deps:
         groups=GroupDirectory(slack, group_ids, ttl_seconds=settings.group_cache_seconds),
         auditor=auditor,
         ngrok_clients=clients,
+        fleet=FleetCache(ttl_seconds=settings.fleet_cache_seconds),
     )

@@ -60,6 +60,7 @@ class Settings:
     worker_threads: int
     update_restart_delay: float
     group_cache_seconds: float
+    fleet_cache_seconds: float
     log_level: str
 
     def secret_values(self) -> list[str]:
@@ -199,6 +200,7 @@ def load_settings(
         ngrok_timeout=_float(env, "NGROK_TIMEOUT", 10.0, 0.1, 120.0, problems),
         worker_threads=_int(env, "WORKER_THREADS", 16, 1, 256, problems),
         update_restart_delay=_float(env, "UPDATE_RESTART_DELAY", 15.0, 0.0, 600.0, problems),
+        fleet_cache_seconds=_float(env, "FLEET_CACHE_SECONDS", 10.0, 0.0, 600.0, problems),
         group_cache_seconds=_float(env, "GROUP_CACHE_SECONDS", 60.0, 0.0, 3600.0, problems),
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
     )

@@ -230,6 +230,8 @@ def perform(
     """The one POST, its records, and what follows a success (finding the restarted agent,
     or the restart that completes an update)."""
     outcome = run_action(client, op, session.id)
+    if fields.get("account"):
+        deps.fleet.invalidate(fields["account"])  # the list must not show the old state
     deps.auditor.record(
         "executed" if outcome.ok else "failed",
         actor=approver,

@@ -28,12 +28,14 @@ log = logging.getLogger("ngrok_ops.sessions")
 
 
 def scan_sessions(deps: Deps, channel_id: str, query: SessionQuery) -> list[TunnelSession]:
-    """Every online session matching the query, newest first (raises NgrokError)."""
+    """Every online session matching the query, newest first (raises NgrokError); scans
+    are shared through deps.fleet, so a burst of identical lists costs one scan."""
     bound = deps.ngrok_for(channel_id)
     assert bound is not None  # may_view refuses channels without an account
-    _, client = bound
+    account, client = bound
     cel = query.api_filter.to_cel()
-    return [s for s in client.iter_sessions(filter=cel) if query.matches_locally(s)]
+    fleet = deps.fleet.get(account.name, cel, lambda: list(client.iter_sessions(filter=cel)))
+    return [s for s in fleet if query.matches_locally(s)]
 
 
 def _window(

@@ -239,3 +239,15 @@ def test_ngrok_failures_become_one_sentence(stack):
     result = stack.reply(stack.click(find_button(prompt, "ngrok_approve")))
     assert "may have been applied" in texts_of(result).lower()
     assert len(stack.action_posts(sid)) == 1  # never re-sent
+
+
+def test_identical_lists_share_one_scan_until_an_action(stack):
+    for _ in range(3):
+        stack.ask("sessions")
+    scans = [r for r in stack.ngrok.log() if r.path == "/tunnel_sessions"]
+    assert len(scans) == 1
+    sid = session_id_of("linux", stack.ngrok)
+    stack.reply(stack.click(find_button(stack.ask(f"restart {sid}"), "ngrok_approve")))
+    wait_until(lambda: stack.action_posts(sid), what="the restart")
+    body = stack.ask("sessions")
+    assert sid not in texts_of(body)
