@@ -42,15 +42,20 @@ def free_port() -> int:
 class BotProcess:
     """The bot as a child process; stdout and stderr are kept for secret scans."""
 
-    def __init__(self, env: dict[str, str], *, kind: str = "web") -> None:
+    def __init__(
+        self, env: dict[str, str], *, kind: str = "web", log_dir: Path | None = None
+    ) -> None:
         self.port = int(env.get("PORT") or free_port())
         self.env = {**os.environ, **env, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
         for name in ("SLACK_APP_TOKEN",) if kind == "web" else ():
             self.env.pop(name, None)
         self.command = procfile_command(kind)
-        # The files outlive this object on purpose: tests read them after the process ends.
-        self._out = tempfile.NamedTemporaryFile(prefix="bot-out-", delete=False)  # noqa: SIM115
-        self._err = tempfile.NamedTemporaryFile(prefix="bot-err-", delete=False)  # noqa: SIM115
+        # The logs outlive the process on purpose: tests read them after it ends. They live in
+        # `log_dir` (pytest's tmp_path, which pytest prunes), or a temp dir of their own.
+        folder = Path(log_dir or tempfile.mkdtemp(prefix="ngrok-ops-bot-"))
+        stem = f"bot-{kind}-{self.port}"
+        self._out = (folder / f"{stem}.out").open("wb")
+        self._err = (folder / f"{stem}.err").open("wb")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -97,6 +102,9 @@ class BotProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
+        finally:
+            self._out.close()
+            self._err.close()
 
     def stdout(self) -> str:
         return Path(self._out.name).read_text(errors="replace")

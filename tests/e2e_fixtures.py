@@ -188,7 +188,7 @@ def stack_factory(
         if kind == "worker":
             bot_env["SLACK_APP_TOKEN"] = slack_server.app_token
         bot_env.update(env or {})
-        bot = BotProcess(bot_env, kind=kind)
+        bot = BotProcess(bot_env, kind=kind, log_dir=tmp_path)
         bots.append(bot)
         bot.start(wait_healthy=kind == "web")
         secrets = [

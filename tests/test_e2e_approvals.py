@@ -137,9 +137,9 @@ def test_audit_channel_gets_every_record(stack_factory, tmp_path):
     assert all(sid in p.body["text"] for p in posts)
 
 
-def test_double_approve_sent_to_two_processes_sharing_redis(stack_factory, redis_url):
+def test_double_approve_sent_to_two_processes_sharing_redis(stack_factory, redis_url, tmp_path):
     stack = stack_factory(env={"REDIS_URL": redis_url})
-    second = BotProcess({**stack.bot.env, "PORT": ""}).start()
+    second = BotProcess({**stack.bot.env, "PORT": ""}, log_dir=tmp_path).start()
     try:
         sid = session_id_of("linux", stack.ngrok)
         approve = find_button(stack.ask(f"restart {sid}"), "ngrok_approve")
