@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
 from bot.approvals import derive_secret
@@ -73,36 +73,30 @@ class Settings:
         return [value for value in values if value]
 
 
-def _int(
-    env: Mapping[str, str], name: str, default: int, low: int, high: int, problems: list[str]
-) -> int:
+Number = TypeVar("Number", int, float)
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: Number,
+    low: Number,
+    high: Number,
+    problems: list[str],
+) -> Number:
+    """A bounded number setting; the type of `default` decides whole numbers or seconds."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    kind = type(default)
+    what = "a whole number" if kind is int else "a number of seconds"
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        problems.append(f"{name} must be a whole number from {low} to {high}, not {raw!r}.")
+        problems.append(f"{name} must be {what} from {low} to {high}, not {raw!r}.")
         return default
     if not low <= value <= high:
-        problems.append(f"{name} must be from {low} to {high}, not {value}.")
-        return default
-    return value
-
-
-def _float(
-    env: Mapping[str, str], name: str, default: float, low: float, high: float, problems: list[str]
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        problems.append(f"{name} must be a number of seconds from {low} to {high}, not {raw!r}.")
-        return default
-    if not low <= value <= high:
-        problems.append(f"{name} must be from {low} to {high} seconds, not {value}.")
+        problems.append(f"{name} must be {what} from {low} to {high}, not {value}.")
         return default
     return value
 
@@ -188,20 +182,20 @@ def load_settings(
         slack_app_token=app_token,
         slack_api_url=slack_api_url,
         ngrok_api_url=default_ngrok_url,
-        port=_int(env, "PORT", 3000, 1, 65535, problems),
+        port=_number(env, "PORT", 3000, 1, 65535, problems),
         config=config,  # type: ignore[arg-type]  # only returned when there are no problems
         approval_secret=_approval_secret(env, signing_secret or bot_token, problems),
         approval_secret_text=env.get("APPROVAL_SECRET", ""),
         redis_url=redis_url,
         state_path=env.get("STATE_PATH", "").strip() or "ngrok-ops.sqlite3",
-        ngrok_max_requests=_int(env, "NGROK_RATE_LIMIT", 120, 1, 10_000, problems),
-        ngrok_window_seconds=_float(env, "NGROK_RATE_WINDOW", 60.0, 0.1, 3600.0, problems),
-        ngrok_max_in_flight=_int(env, "NGROK_MAX_IN_FLIGHT", 4, 1, 64, problems),
-        ngrok_timeout=_float(env, "NGROK_TIMEOUT", 10.0, 0.1, 120.0, problems),
-        worker_threads=_int(env, "WORKER_THREADS", 16, 1, 256, problems),
-        update_restart_delay=_float(env, "UPDATE_RESTART_DELAY", 15.0, 0.0, 600.0, problems),
-        fleet_cache_seconds=_float(env, "FLEET_CACHE_SECONDS", 10.0, 0.0, 600.0, problems),
-        group_cache_seconds=_float(env, "GROUP_CACHE_SECONDS", 60.0, 0.0, 3600.0, problems),
+        ngrok_max_requests=_number(env, "NGROK_RATE_LIMIT", 120, 1, 10_000, problems),
+        ngrok_window_seconds=_number(env, "NGROK_RATE_WINDOW", 60.0, 0.1, 3600.0, problems),
+        ngrok_max_in_flight=_number(env, "NGROK_MAX_IN_FLIGHT", 4, 1, 64, problems),
+        ngrok_timeout=_number(env, "NGROK_TIMEOUT", 10.0, 0.1, 120.0, problems),
+        worker_threads=_number(env, "WORKER_THREADS", 16, 1, 256, problems),
+        update_restart_delay=_number(env, "UPDATE_RESTART_DELAY", 15.0, 0.0, 600.0, problems),
+        fleet_cache_seconds=_number(env, "FLEET_CACHE_SECONDS", 10.0, 0.0, 600.0, problems),
+        group_cache_seconds=_number(env, "GROUP_CACHE_SECONDS", 60.0, 0.0, 3600.0, problems),
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -1,12 +1,15 @@
 """Button clicks: Details, Restart/Update/Stop, Older/Newer, and the approval buttons.
 
 Clicks on ephemeral messages do not say which thread they came from, so session buttons
-carry channel and thread in their value and approval buttons in their signed token.
+carry channel and thread in their value and approval buttons in their signed token. Every
+listener acks on its first line and hands the work to bot.jobs.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, Respond
@@ -23,6 +26,8 @@ from commands.sessions import turn_page
 from commands.two_person import ask_for_approval, decide
 
 log = logging.getLogger("ngrok_ops.buttons")
+
+Listener = Callable[..., None]
 
 
 def click_invocation(
@@ -45,101 +50,61 @@ def click_invocation(
     )
 
 
-def _session_button(
-    body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
-) -> tuple[Invocation, ButtonValue] | None:
-    try:
-        value = decode_button_value(value_of_action(action))
-    except ValueError as error:
-        log.warning("rejected a malformed button value: %s", error)
-        click_invocation(body, respond, client).private(render_error(INVALID_BUTTON))
-        return None
-    return click_invocation(body, respond, client, value), value
+def session_button(run: Callable[[Invocation, Deps, ButtonValue], None]) -> Listener:
+    """A listener for buttons whose value names a session (or a page of sessions)."""
+
+    def listener(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+        client: WebClient, *, deps: Deps,
+    ) -> None:  # fmt: skip
+        ack()
+        try:
+            value = decode_button_value(value_of_action(action))
+        except ValueError as error:
+            log.warning("rejected a malformed button value: %s", error)
+            click_invocation(body, respond, client).private(render_error(INVALID_BUTTON))
+            return
+        run_later(click_invocation(body, respond, client, value), deps, run, value)
+
+    listener.__qualname__ = f"session_button({run.__name__})"
+    return listener
 
 
-def handle_details(
-    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient,
-    *, deps: Deps,
-) -> None:  # fmt: skip
-    ack()
-    clicked = _session_button(body, action, respond, client)
-    if clicked:
-        inv, value = clicked
-        run_later(inv, deps, show_session, value.session_id)
+def token_button(run: Callable[[Invocation, Deps, str], None]) -> Listener:
+    """A listener for buttons whose value is a signed approval token."""
+
+    def listener(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+        client: WebClient, *, deps: Deps,
+    ) -> None:  # fmt: skip
+        ack()
+        run_later(click_invocation(body, respond, client), deps, run, value_of_action(action))
+
+    listener.__qualname__ = f"token_button({getattr(run, '__name__', 'decide')})"
+    return listener
 
 
-def handle_request(
-    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient,
-    *, deps: Deps,
-) -> None:  # fmt: skip
+def open_details(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
+    show_session(inv, deps, value.session_id)
+
+
+def open_request(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
     """Restart / Update / Stop on a list or detail view: the same prompt as typing it."""
-    ack()
-    clicked = _session_button(body, action, respond, client)
-    if clicked:
-        inv, value = clicked
-        if value.op == "details":
-            run_later(inv, deps, show_session, value.session_id)
-        else:
-            run_later(inv, deps, request_action, value.op, value.session_id)
+    if value.op == "details":
+        show_session(inv, deps, value.session_id)
+    else:
+        request_action(inv, deps, value.op, value.session_id)
 
 
-def handle_page(
-    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient,
-    *, deps: Deps,
-) -> None:  # fmt: skip
-    ack()
-    clicked = _session_button(body, action, respond, client)
-    if clicked:
-        inv, value = clicked
-        run_later(inv, deps, turn_page, value.query, value.cursor)
+def open_page(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
+    turn_page(inv, deps, value.query, value.cursor)
 
 
-def _token_click(
-    body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
-) -> tuple[Invocation, str]:
-    return click_invocation(body, respond, client), value_of_action(action)
-
-
-def handle_approve(
-    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient,
-    *, deps: Deps,
-) -> None:  # fmt: skip
-    ack()
-    inv, token = _token_click(body, action, respond, client)
-    run_later(inv, deps, approve_own_request, token)
-
-
-def handle_cancel(
-    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient,
-    *, deps: Deps,
-) -> None:  # fmt: skip
-    ack()
-    inv, token = _token_click(body, action, respond, client)
-    run_later(inv, deps, cancel_request, token)
-
-
-def handle_ask_approval(
-    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient,
-    *, deps: Deps,
-) -> None:  # fmt: skip
-    ack()
-    inv, token = _token_click(body, action, respond, client)
-    run_later(inv, deps, ask_for_approval, token)
-
-
-def handle_two_person_approve(
-    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient,
-    *, deps: Deps,
-) -> None:  # fmt: skip
-    ack()
-    inv, token = _token_click(body, action, respond, client)
-    run_later(inv, deps, lambda i, d: decide(i, d, token, approve=True))
-
-
-def handle_two_person_deny(
-    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient,
-    *, deps: Deps,
-) -> None:  # fmt: skip
-    ack()
-    inv, token = _token_click(body, action, respond, client)
-    run_later(inv, deps, lambda i, d: decide(i, d, token, approve=False))
+handle_details = session_button(open_details)
+handle_request = session_button(open_request)
+handle_page = session_button(open_page)
+handle_approve = token_button(approve_own_request)
+handle_cancel = token_button(cancel_request)
+handle_ask_approval = token_button(ask_for_approval)
+handle_two_person_approve = token_button(partial(decide, approve=True))
+handle_two_person_deny = token_button(partial(decide, approve=False))

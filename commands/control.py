@@ -15,9 +15,8 @@ from bot.approvals import ApprovalClaims, TokenError, consume_approval, issue_to
 from bot.blocks import clip, code_span, message, section
 from bot.deps import Deps
 from bot.ngrok import NgrokClient
-from bot.ngrok_errors import NgrokError
 from bot.ngrok_models import TunnelSession
-from bot.policy import approval_mode, may_approve, may_request
+from bot.policy import ApprovalMode, approval_mode, may_approve, may_request
 from bot.views_actions import (
     render_action_result,
     render_approval_prompt,
@@ -28,7 +27,7 @@ from bot.views_actions import (
 from bot.views_sessions import unavailable_reason
 from commands.context import Invocation
 from commands.execute import Outcome, find_successor, run_action
-from commands.explain import explain
+from commands.lookup import fetch_session
 
 log = logging.getLogger("ngrok_ops.control")
 
@@ -80,14 +79,10 @@ def request_action(inv: Invocation, deps: Deps, op: str, session_id: str) -> Non
         )  # fmt: skip
         inv.private(render_error(decision.reason))
         return
-    bound = deps.ngrok_for(inv.channel_id)
-    assert bound is not None  # may_request refuses channels without an account
-    account, client = bound
-    try:
-        session = client.get_session(session_id)
-    except NgrokError as error:
-        inv.private(render_error(explain(error, action=op, session_id=session_id)))
+    found = fetch_session(deps, inv.channel_id, session_id, reply=inv.private, op=op)
+    if found is None:
         return
+    account, _, session = found
     cannot = unavailable_reason(op, session)  # type: ignore[arg-type]
     if cannot:
         inv.private(render_error(cannot))
@@ -127,7 +122,9 @@ def verify_click(inv: Invocation, deps: Deps, token: str, kinds: set[str]) -> Ap
     except TokenError as error:
         if error.reason == "expired":
             deps.auditor.record("expired", actor=inv.user_id, channel=inv.channel_id)
-            inv.replace(render_error(EXPIRED))
+            # A private prompt is replaced; a public request keeps its record for everyone.
+            reply = inv.private if "two-person" in kinds else inv.replace
+            reply(render_error(EXPIRED))
         else:
             log.warning("rejected a %s approval token from %s", error.reason, inv.user_id)
             inv.private(render_error(INVALID_BUTTON))
@@ -139,31 +136,40 @@ def verify_click(inv: Invocation, deps: Deps, token: str, kinds: set[str]) -> Ap
     return claims
 
 
+def may_click(
+    inv: Invocation,
+    deps: Deps,
+    claims: ApprovalClaims,
+    *,
+    mode: ApprovalMode,
+    account: str | None = None,
+) -> bool:
+    """The clicker's rights as they are now; a refusal is recorded and explained."""
+    decision = may_approve(
+        deps.config, deps.roles(inv.user_id), claims.requester, inv.user_id, claims.action,
+        claims.channel, mode=mode,
+    )  # fmt: skip
+    if not decision.allowed:
+        deps.auditor.record(
+            "refused", actor=inv.user_id, detail=decision.reason,
+            **audit_fields(claims, None, account),
+        )  # fmt: skip
+        inv.private(render_error(decision.reason))
+    return decision.allowed
+
+
 def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
     """Approve on a self-approval prompt: the requester, still an operator, exactly once."""
     claims = verify_click(inv, deps, token, {"self"})
     if claims is None:
         return
     op, session_id = claims.action, claims.targets[0]
-    decision = may_approve(
-        deps.config, deps.roles(inv.user_id), claims.requester, inv.user_id, op,
-        claims.channel, mode="self",
-    )  # fmt: skip
-    if not decision.allowed:
-        deps.auditor.record(
-            "refused", actor=inv.user_id, detail=decision.reason,
-            **audit_fields(claims, None, None),
-        )  # fmt: skip
-        inv.private(render_error(decision.reason))
+    if not may_click(inv, deps, claims, mode="self"):
         return
-    bound = deps.ngrok_for(claims.channel)
-    assert bound is not None  # may_approve refuses channels without an account
-    account, client = bound
-    try:
-        session = client.get_session(session_id)
-    except NgrokError as error:
-        inv.replace(render_error(explain(error, action=op, session_id=session_id)))
+    found = fetch_session(deps, claims.channel, session_id, reply=inv.replace, op=op)
+    if found is None:
         return
+    account, client, session = found
     if approval_mode(deps.config, op, session) != "self":
         inv.replace(
             render_error(f"This {op} now needs a second person; ask again for a new prompt.")

@@ -12,7 +12,7 @@ from bot.policy import may_view
 from bot.views_actions import render_error
 from bot.views_sessions import render_session_detail
 from commands.context import Invocation
-from commands.explain import explain
+from commands.lookup import fetch_session
 
 log = logging.getLogger("ngrok_ops.session")
 
@@ -23,14 +23,10 @@ def show_session(inv: Invocation, deps: Deps, session_id: str) -> None:
     if not decision.allowed:
         inv.private(render_error(decision.reason))
         return
-    bound = deps.ngrok_for(inv.channel_id)
-    assert bound is not None  # may_view refuses channels without an account
-    _, client = bound
-    try:
-        session = client.get_session(session_id)
-    except NgrokError as error:
-        inv.private(render_error(explain(error, session_id=session_id)))
+    found = fetch_session(deps, inv.channel_id, session_id, reply=inv.private)
+    if found is None:
         return
+    _, client, session = found
     try:
         endpoints = client.session_endpoints([session.id]).get(session.id, [])
     except NgrokError as error:

@@ -15,14 +15,13 @@ from slack_sdk.errors import SlackApiError
 from bot.approvals import ApprovalClaims, consume_approval, issue_token
 from bot.blocks import message, section
 from bot.deps import Deps
-from bot.ngrok_errors import NgrokError
 from bot.ngrok_models import TunnelSession
-from bot.policy import may_approve, may_request
+from bot.policy import may_request
 from bot.views_actions import render_error, render_two_person_request
 from commands.context import Invocation
-from commands.control import audit_fields, perform, verify_click, where_claimed
+from commands.control import audit_fields, may_click, perform, verify_click, where_claimed
 from commands.execute import Outcome
-from commands.explain import explain
+from commands.lookup import fetch_session
 
 log = logging.getLogger("ngrok_ops.two_person")
 
@@ -63,14 +62,10 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
     if not decision.allowed:
         inv.private(render_error(decision.reason))
         return
-    bound = deps.ngrok_for(claims.channel)
-    assert bound is not None  # may_request refuses channels without an account
-    account, client = bound
-    try:
-        session = client.get_session(session_id)
-    except NgrokError as error:
-        inv.replace(render_error(explain(error, action=op, session_id=session_id)))
+    found = fetch_session(deps, claims.channel, session_id, reply=inv.replace, op=op)
+    if found is None:
         return
+    account, _, session = found
     if not consume_approval(deps.store, claims, now=deps.clock()):
         inv.private(render_error("This request was already sent for approval."))
         return
@@ -169,18 +164,10 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
         return
     op = claims.action
     withdrawing = not approve and inv.user_id == claims.requester
-    if not withdrawing:
-        decision = may_approve(
-            deps.config, deps.roles(inv.user_id), claims.requester, inv.user_id, op,
-            claims.channel, mode="two-person",
-        )  # fmt: skip
-        if not decision.allowed:
-            deps.auditor.record(
-                "refused", actor=inv.user_id, detail=decision.reason,
-                **audit_fields(claims, None, record["account"]),
-            )  # fmt: skip
-            inv.private(render_error(decision.reason))
-            return
+    if not withdrawing and not may_click(
+        inv, deps, claims, mode="two-person", account=record["account"]
+    ):
+        return
     new_state = "running" if approve else "denied"
     won = deps.store.transition_request(
         record["id"], expect_state="requested", new_state=new_state,

@@ -1,0 +1,33 @@
+"""Finding a session through the account bound to a channel, with the failure explained."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bot.config import Account
+from bot.deps import Deps
+from bot.ngrok import NgrokClient
+from bot.ngrok_errors import NgrokError
+from bot.ngrok_models import TunnelSession
+from bot.views_actions import render_error
+from commands.explain import explain
+
+Reply = Callable[[dict[str, Any]], Any]
+
+
+def fetch_session(
+    deps: Deps, channel_id: str, session_id: str, *, reply: Reply, op: str | None = None
+) -> tuple[Account, NgrokClient, TunnelSession] | None:
+    """The channel's account, its client and the session; None after `reply` said why not.
+    Callers have already checked the channel's rights, which include having an account."""
+    bound = deps.ngrok_for(channel_id)
+    if bound is None:
+        reply(render_error(f"No ngrok account is configured for channel {channel_id}."))
+        return None
+    account, client = bound
+    try:
+        return account, client, client.get_session(session_id)
+    except NgrokError as error:
+        reply(render_error(explain(error, action=op, session_id=session_id)))
+        return None
