@@ -251,3 +251,20 @@ def test_identical_lists_share_one_scan_until_an_action(stack):
     wait_until(lambda: stack.action_posts(sid), what="the restart")
     body = stack.ask("sessions")
     assert sid not in texts_of(body)
+
+
+def test_a_failed_response_url_reply_is_noticed_and_sent_another_way(stack):
+    stack.slack.fail_next("response_url", status=404, error="used_url", retry_after=None)
+    _, key = stack.slash("help")
+    stack.slack.wait_for("response_url", key=key)
+    fallback = stack.posted("chat.postEphemeral")[0]
+    assert fallback.body["user"] == ALICE and "ngrok-ops commands" in fallback.body["text"]
+    wait_until(lambda: "response_url reply failed with HTTP 404" in stack.bot.stderr())
+
+
+def test_slack_rate_limits_are_retried_after_retry_after(stack):
+    stack.slack.fail_next("chat.postMessage", status=429, retry_after=1)
+    stack.sender.mention("<@UBOT1> sessions", user=ALICE, channel=OPS, ts="1700000004.000100")
+    attempts = stack.slack.wait_for("chat.postMessage", 2, timeout=20)
+    assert [a.status for a in attempts] == [429, 200]
+    assert attempts[1].at - attempts[0].at >= 1.0
