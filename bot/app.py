@@ -18,9 +18,19 @@ log = logging.getLogger("ngrok_ops.app")
 LISTENER_THREADS = 16
 
 
+class _SkipUnusedTokenWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and warns at every start that it is unused because
+    a client was given; that client carries the very same token, so the warning is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "will be unused" not in record.getMessage()
+
+
 def create_app(deps: Deps, *, token_verification: bool = True) -> App:
     """Builds the Bolt app with every listener registered in commands.register."""
     settings = deps.settings
+    bolt_logger = logging.getLogger("ngrok_ops.bolt")
+    bolt_logger.addFilter(_SkipUnusedTokenWarning())
     app = App(
         signing_secret=settings.slack_signing_secret or None,
         client=deps.slack,
@@ -28,7 +38,7 @@ def create_app(deps: Deps, *, token_verification: bool = True) -> App:
         listener_executor=ThreadPoolExecutor(
             max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener"
         ),
-        logger=logging.getLogger("ngrok_ops.bolt"),
+        logger=bolt_logger,
     )
     commands.register(app, deps)
 
