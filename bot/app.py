@@ -30,7 +30,8 @@ def create_app(deps: Deps, *, token_verification: bool = True) -> App:
     """Builds the Bolt app with every listener registered in commands.register."""
     settings = deps.settings
     bolt_logger = logging.getLogger("ngrok_ops.bolt")
-    bolt_logger.addFilter(_SkipUnusedTokenWarning())
+    if not any(isinstance(f, _SkipUnusedTokenWarning) for f in bolt_logger.filters):
+        bolt_logger.addFilter(_SkipUnusedTokenWarning())
     app = App(
         signing_secret=settings.slack_signing_secret or None,
         client=deps.slack,
