@@ -3,7 +3,8 @@
 Real HTTP/1.1 with keep-alive on 127.0.0.1, so clients are tested through their real
 transport. It follows shared/reference/ngrok-api.md (§10 behaviour, §7 error shapes) and the
 official OpenAPI spec, with knobs for the failures a client must survive: rate and
-concurrency limits, latency, injected faults, TLS with a private CA.
+concurrency limits, latency, injected faults, TLS with a private CA. The transport lives in
+ngrok_http.py, the limits and faults in ngrok_failures.py, the resources in ngrok_fleet.py.
 
     python -m tests.servers.ngrok_api --port 0 --sessions 500   # prints the base URL first
 """
@@ -14,36 +15,25 @@ import argparse
 import contextlib
 import copy
 import hmac
-import http
 import json
 import math
 import os
 import random
 import signal
-import socket
 import ssl
-import struct
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.servers.ngrok_failures import FaultQueue, RequestLimits, answer_with_fault
 from tests.servers.ngrok_fleet import COLLECTIONS, ApiError, Fleet, encode_ksuid, parse_query
+from tests.servers.ngrok_http import NgrokHttpServer, Reply
 
-JSON_TYPE = "application/json; charset=utf-8"
-SERVER_ERRORS = ("500", "502", "503")
-FAULT_KINDS = (*SERVER_ERRORS, "html_502", "timeout", "reset", "malformed_json", "429", "err_810")
 ACTIONS = ("restart", "stop", "update")
-HTML_502 = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    b"</body>\r\n</html>\r\n"
-)
 MSG_218 = (
     "Your request has not specified an API version. Please include the version you wish to "
     "use in the Ngrok-Version header. Supported versions: 2."
@@ -61,175 +51,6 @@ class LoggedRequest:
     body: bytes
     status: int
     at: float
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes = b""
-    content_type: str = JSON_TYPE
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Fault:
-    kind: str
-    method: str | None
-    path_contains: str | None
-    remaining: int
-    delay: float
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.kind == "err_810" and not (method == "POST" and path.endswith(ACTIONS)):
-            return False
-        return (self.method is None or self.method.upper() == method) and (
-            self.path_contains is None or self.path_contains in path
-        )
-
-
-class _Limits:
-    """Sliding-window rate limit per presented key (rejected requests count too) and a cap on
-    requests in flight, like the real API's ERR_NGROK_226 and ERR_NGROK_225."""
-
-    def __init__(self, rate_limit: int | None, window: float, max_concurrent: int | None) -> None:
-        self.rate_limit, self.window, self.max_concurrent = rate_limit, window, max_concurrent
-        self._lock = threading.Lock()
-        self._hits: dict[str, deque[float]] = {}
-        self._in_flight = 0
-
-    def over_rate(self, key: str, now: float) -> float | None:
-        """Records a request; when over the limit, returns seconds until a slot frees."""
-        if self.rate_limit is None:
-            return None
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            over = len(hits) >= self.rate_limit
-            hits.append(now)
-            return hits[len(hits) - self.rate_limit] + self.window - now if over else None
-
-    def enter(self) -> bool:
-        with self._lock:
-            if self.max_concurrent is not None and self._in_flight >= self.max_concurrent:
-                return False
-            self._in_flight += 1
-            return True
-
-    def leave(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
-
-
-class _HttpServer(ThreadingHTTPServer):
-    """Adds TLS (handshake deferred to the handler thread), connection tracking so stop()
-    can close keep-alive connections, and abortive closes for the "reset" fault."""
-
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], app: NgrokApiServer, tls: ssl.SSLContext | None
-    ) -> None:
-        self.app, self.tls = app, tls
-        self.open: set[socket.socket] = set()
-        self.dropped: set[int] = set()
-        self.conn_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        if self.tls is not None:
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        with self.conn_lock:
-            self.open.add(sock)
-        return sock, addr
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.conn_lock:
-            self.open.discard(request)
-            dropped = id(request) in self.dropped
-            self.dropped.discard(id(request))
-        if dropped:
-            self.close_request(request)  # SO_LINGER 0 is set: the close sends a RST
-        else:
-            super().shutdown_request(request)
-
-    def close_open_connections(self) -> None:
-        with self.conn_lock:
-            for sock in list(self.open):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up (or failing a TLS handshake) is normal here, not a traceback."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # see reference §10: Nagle + delayed ACK stall keep-alive
-    timeout = 120
-    server: _HttpServer
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: the request log is the record."""
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline().strip():
-                pass
-            return b"".join(chunks)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.close_connection = True
-            return b""
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _serve(self) -> None:
-        at = time.monotonic()
-        body = self._read_body()
-        url = urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        app = self.server.app
-        try:
-            reply = app._process(self.command, url.path, url.query, headers, body)
-        except Exception as error:  # a stand-in bug: answer 500 rather than hang up silently
-            reply = app._error(ApiError(500, None, f"stand-in failure: {type(error).__name__}"))
-        query: dict[str, list[str]] = {}
-        for key, value in parse_qsl(url.query, keep_blank_values=True):
-            query.setdefault(key, []).append(value)
-        status = 0 if reply is None else reply.status
-        # logged before answering, so a client holding its answer finds it in the log
-        app._record(LoggedRequest(self.command, url.path, query, headers, body, status, at))
-        if reply is None:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            with self.server.conn_lock:
-                self.server.dropped.add(id(self.request))
-            self.close_connection = True
-        else:
-            self._write(reply)
-
-    def _write(self, reply: Reply) -> None:
-        lines = [
-            f"HTTP/1.1 {reply.status} {http.HTTPStatus(reply.status).phrase}",
-            f"Date: {self.date_time_string()}",
-        ]
-        if reply.status != 204:
-            lines += [f"Content-Type: {reply.content_type}", f"Content-Length: {len(reply.body)}"]
-        lines += [f"{k}: {v}" for k, v in reply.headers.items()]
-        if self.close_connection:
-            lines.append("Connection: close")
-        payload = b"" if self.command == "HEAD" or reply.status == 204 else reply.body
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -262,7 +83,7 @@ class NgrokApiServer:
         self._api_key = api_key
         self._initial_sessions, self._seed = sessions, seed
         self.latency = latency
-        self._limits = _Limits(rate_limit, rate_window, max_concurrent)
+        self._limits = RequestLimits(rate_limit, rate_window, max_concurrent)
         self.restart_delay = restart_delay
         self._tls, self.send_retry_after, self.legacy_plan = tls, send_retry_after, legacy_plan
         self._address = (host, port)
@@ -271,10 +92,10 @@ class NgrokApiServer:
         self._anchor_time = anchor_time
         self._lock = threading.RLock()
         self._log: list[LoggedRequest] = []
-        self._faults: list[_Fault] = []
+        self._faults = FaultQueue()
         self._op_rng = random.Random()
         self._fleet: Fleet | None = None
-        self._httpd: _HttpServer | None = None
+        self._httpd: NgrokHttpServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
         self.ca_bundle_path: str | None = None
@@ -285,7 +106,7 @@ class NgrokApiServer:
     # ---- life cycle ---------------------------------------------------------------------
     def start(self) -> NgrokApiServer:
         context = self._make_tls_context() if self._tls else None
-        self._httpd = _HttpServer(self._address, self, context)
+        self._httpd = NgrokHttpServer(self._address, self._respond, context)
         host, port = self._httpd.server_address[:2]
         self.base_url = f"{'https' if context else 'http'}://{host}:{port}"
         self._fleet = Fleet(self.base_url, random.Random(self._seed), self._endpoint_type)
@@ -389,20 +210,27 @@ class NgrokApiServer:
         times: int = 1,
         delay: float = 5.0,
     ) -> None:
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
-        with self._lock:
-            self._faults.append(_Fault(kind, method, path_contains, times, delay))
-
-    def _take_fault(self, method: str, path: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and fault.matches(method, path):
-                    fault.remaining -= 1
-                    return fault
-        return None
+        """Makes the next `times` matching requests fail as `kind` (see ngrok_failures)."""
+        self._faults.add(kind, method=method, path_contains=path_contains, times=times, delay=delay)
 
     # ---- request processing -----------------------------------------------------------------
+    def _respond(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, at: float
+    ) -> Reply | None:
+        """Answers one request for the transport and logs it before the reply goes out, so a
+        client holding its answer finds it in the log; None means drop the connection."""
+        url = urlsplit(target)
+        try:
+            reply = self._process(method, url.path, url.query, headers, body)
+        except Exception as error:  # a stand-in bug: answer 500 rather than hang up silently
+            reply = self._error(ApiError(500, None, f"stand-in failure: {type(error).__name__}"))
+        query: dict[str, list[str]] = {}
+        for key, value in parse_qsl(url.query, keep_blank_values=True):
+            query.setdefault(key, []).append(value)
+        status = 0 if reply is None else reply.status
+        self._record(LoggedRequest(method, url.path, query, headers, body, status, at))
+        return reply
+
     def _process(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> Reply | None:
@@ -415,44 +243,21 @@ class NgrokApiServer:
             if wait is not None:
                 return self._rate_limited(wait)
             if not admitted:
-                limit = self._limits.max_concurrent
-                msg = f"You are limited to {limit} simultaneous API requests. Please retry later."
-                return self._error(ApiError(429, "ERR_NGROK_225", msg))
-            fault = self._take_fault(method, path)
-            kind = fault.kind if fault else ""
-            if kind == "reset":
-                return None
-            if kind in SERVER_ERRORS:
-                status = int(kind)
-                return self._error(ApiError(status, None, http.HTTPStatus(status).phrase))
-            if kind == "html_502":
-                return Reply(502, HTML_502, "text/html; charset=utf-8")
-            if kind == "429":
-                return self._rate_limited(1.0)
-            if kind == "timeout" and fault:
-                time.sleep(fault.delay)
-            reply = self._handle(method, path, query, headers, body)
-            if kind == "malformed_json":
-                full = reply.body or b'{"tunnel_sessions":[{"id":"ts_'
-                return Reply(200, full[: max(1, len(full) // 2)], headers=reply.headers)
-            if kind == "err_810" and reply.status == 204:
-                msg = (
-                    "A network error occurred while delivering the operation to the agent or "
-                    "reading its response. The agent may be shutting down or reconnecting."
-                )
-                return self._error(ApiError(502, "ERR_NGROK_810", msg))
-            return reply
+                return self._error(self._limits.concurrency_error())
+            is_action = method == "POST" and path.endswith(ACTIONS)
+            fault = self._faults.take(method, path, is_action=is_action)
+            return answer_with_fault(
+                fault,
+                lambda: self._handle(method, path, query, headers, body),
+                self._error,
+                self._rate_limited,
+            )
         finally:
             if admitted:
                 self._limits.leave()
 
     def _rate_limited(self, wait: float) -> Reply:
-        limit, window = self._limits.rate_limit or 120, self._limits.window
-        msg = (
-            f"You have exceeded your API rate limit. You are limited to {limit} API requests "
-            f"per {window:g}s. Please wait and retry your request."
-        )
-        reply = self._error(ApiError(429, "ERR_NGROK_226", msg))
+        reply = self._error(self._limits.rate_error())
         if self.send_retry_after:
             reply.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return reply
