@@ -164,6 +164,7 @@ def bot_env(
         "APPROVAL_SECRET": "bench-approval-secret-0123456789abcdef",
         "NGROK_RATE_LIMIT": str(args.bot_rate_limit),
         "NGROK_MAX_IN_FLIGHT": str(args.bot_in_flight),
+        "FLEET_CACHE_SECONDS": str(args.fleet_cache),
         "LOG_LEVEL": "WARNING",
     }
 
@@ -223,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--bot-in-flight", type=int, default=4, help="the bot's NGROK_MAX_IN_FLIGHT (default 4)"
+    )
+    parser.add_argument(
+        "--fleet-cache",
+        type=float,
+        default=0.0,
+        help="the bot's FLEET_CACHE_SECONDS; 0 (default) makes every command scan the fleet, "
+        "the worst case; the production default 10 shares one scan between identical lists",
     )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, on_sigterm)
