@@ -1,5 +1,5 @@
 """Pytest fixtures for the ngrok API stand-in, plus checks of its answers against the official
-OpenAPI spec (shared/specs/ngrok-openapi.yaml) and the error shape of reference §7."""
+OpenAPI spec (a copy of shared/specs/ngrok-openapi.yaml in tests/specs/) and the error shape of reference §7."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import yaml
 
 from tests.servers.ngrok_api import NgrokApiServer
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / ".." / "shared" / "specs" / "ngrok-openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[1] / "specs" / "ngrok-openapi.yaml"
 _LIST_SCHEMAS = {
     "tunnel_sessions": "TunnelSessionList",
     "endpoints": "EndpointList",
