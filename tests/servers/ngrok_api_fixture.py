@@ -1,5 +1,6 @@
 """Pytest fixtures for the ngrok API stand-in, plus checks of its answers against the official
-OpenAPI spec (a copy of shared/specs/ngrok-openapi.yaml in tests/specs/) and the error shape of reference §7."""
+OpenAPI spec (tests/specs/ngrok-openapi.yaml, a copy of shared/specs/) and the error shape of
+reference §7."""
 
 from __future__ import annotations
 
