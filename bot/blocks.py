@@ -123,6 +123,16 @@ def user_mention(user_id: str | None) -> str:
     return clip(user_id or "someone", 40)
 
 
+def member_mention(member_id: str) -> str | None:
+    """A mention for a configured user (`<@U…>`) or user group (`<!subteam^S…>`), so a
+    request pings the people who can approve it; None for anything else (such as "*")."""
+    if USER_ID_RE.fullmatch(member_id):
+        return f"<@{member_id}>"
+    if re.fullmatch(r"S[A-Z0-9]{2,30}", member_id):
+        return f"<!subteam^{member_id}>"
+    return None
+
+
 def parse_user_ref(text: str) -> str | None:
     """`<@U123>` or `<@U123|name>` to `U123`; None when the text is not a user reference."""
     match = re.fullmatch(r"<@([UW][A-Z0-9]{2,30})(?:\|[^>]*)?>", text.strip())

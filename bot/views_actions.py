@@ -170,9 +170,11 @@ def render_two_person_request(
     detail: str = "",
     ttl_seconds: int = 600,
     elapsed_seconds: float | None = None,
+    approvers: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The public request, edited in place as it moves on. `actor_id` is whoever approved
-    or denied it; `detail` the error for `failed`."""
+    or denied it; `detail` the error for `failed`; `approvers` (configured user and group
+    ids) are mentioned while the request waits, so someone who can approve it notices."""
     target = bk.code_span(session.id, 60)
     label = OP_LABEL[op]
     ask = f"{bk.user_mention(requester_id)} asks to *{op}* agent {target}."
@@ -202,6 +204,9 @@ def render_two_person_request(
         )
         deny = bk.button("Deny", ACTION_TWO_PERSON_DENY, deny_value)
         blocks.append(bk.actions([approve, deny], "two_person"))
+        pings = [m for m in map(bk.member_mention, approvers[:20]) if m]
+        if pings:
+            blocks.append(bk.context("Approvers: " + " ".join(pings)))
     return bk.message(f"{label} of {session.id}: {state}", blocks)
 
 

@@ -96,8 +96,15 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
     }
     deps.store.put_request(request_id, record, ttl_seconds=ttl + 3600)
     where = where_claimed(inv, claims)
+    approvers = sorted(deps.config.roles.get("approver", frozenset()) - {claims.requester})
     ts = where.public(
-        _render(record, "requested", approve_value=approver_token, deny_value=approver_token)
+        _render(
+            record,
+            "requested",
+            approve_value=approver_token,
+            deny_value=approver_token,
+            approvers=approvers,
+        )
     )
     if ts:
         deps.store.transition_request(

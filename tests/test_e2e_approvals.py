@@ -38,6 +38,7 @@ def test_two_person_stop_needs_someone_else(stack_factory):
     stack = stack_factory()
     sid = session_id_of("linux", stack.ngrok)
     request = request_two_person_stop(stack, sid)
+    assert f"Approvers: <@{BOB}> <@{CAROL}>" in texts_of(request)  # they get pinged
     approve = find_button(request, "ngrok_tp_approve")
     own = stack.click(approve, user=ALICE, ephemeral=False)
     assert "someone else must approve" in texts_of(stack.reply(own))

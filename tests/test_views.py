@@ -623,3 +623,25 @@ def test_fifty_long_audit_entries_stay_in_limits():
 
 def test_empty_audit():
     assert "Nothing recorded yet" in all_text(assert_valid_and_return(render_audit([])))
+
+
+def test_two_person_request_pings_configured_approvers_only_while_waiting():
+    from bot.blocks import member_mention
+    from bot.views_actions import render_two_person_request
+
+    assert member_mention("U0BOB") == "<@U0BOB>"
+    assert member_mention("S0SRE") == "<!subteam^S0SRE>"
+    assert member_mention("*") is None and member_mention("<!channel>") is None
+    session = TunnelSession.from_api({"id": "ts_" + "A" * 27, "metadata": "<!channel>"})
+    waiting = render_two_person_request(
+        "stop", session, state="requested", requester_id="U0ALICE", approve_value="v",
+        deny_value="v", approvers=["U0BOB", "S0SRE", "*"],
+    )  # fmt: skip
+    text = json.dumps(waiting)
+    assert "Approvers: <@U0BOB> <!subteam^S0SRE>" in text
+    assert "<!channel>" not in text.replace("Approvers", "")
+    done = render_two_person_request(
+        "stop", session, state="done", requester_id="U0ALICE", actor_id="U0BOB",
+        approvers=["U0BOB"],
+    )  # fmt: skip
+    assert "Approvers" not in json.dumps(done)
