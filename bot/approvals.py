@@ -40,9 +40,14 @@ TokenReason = Literal["malformed", "bad_signature", "expired"]
 class TokenError(ValueError):
     """A button value that must not be acted on. The message is one plain sentence for users."""
 
-    def __init__(self, reason: TokenReason, message: str) -> None:
+    def __init__(
+        self, reason: TokenReason, message: str, *, claims: ApprovalClaims | None = None
+    ) -> None:
         super().__init__(message)
         self.reason: TokenReason = reason
+        # Only for "expired": the signature was genuine, so the claims can be trusted to say
+        # *what* expired (e.g. which public request to mark as expired).
+        self.claims = claims
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,7 @@ def verify_token(token: str, *, secret: bytes, now: float | None = None) -> Appr
         raise TokenError("bad_signature", "The approval token's signature does not match.")
     claims = _from_wire(signed.partition(".")[2])
     if (time.time() if now is None else now) >= claims.expires_at:
-        raise TokenError("expired", "The approval has expired; ask again.")
+        raise TokenError("expired", "The approval has expired; ask again.", claims=claims)
     return claims
 
 

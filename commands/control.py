@@ -115,13 +115,26 @@ def request_action(inv: Invocation, deps: Deps, op: str, session_id: str) -> Non
     )
 
 
-def verify_click(inv: Invocation, deps: Deps, token: str, kinds: set[str]) -> ApprovalClaims | None:
+def verify_click(
+    inv: Invocation,
+    deps: Deps,
+    token: str,
+    kinds: set[str],
+    *,
+    on_expired_request: Callable[[Deps, str], None] = lambda deps, request_id: None,
+) -> ApprovalClaims | None:
     """The claims of a clicked button, or None after telling the clicker why not."""
     try:
         claims = verify_token(token, secret=deps.settings.approval_secret, now=deps.clock())
     except TokenError as error:
         if error.reason == "expired":
-            deps.auditor.record("expired", actor=inv.user_id, channel=inv.channel_id)
+            expired = error.claims
+            if expired is not None and expired.kind == "two-person" and expired.request_id:
+                # The expiry timer may have died with its process; whoever clicks late
+                # moves the public request to "expired" (a no-op when already decided).
+                on_expired_request(deps, expired.request_id)
+            else:
+                deps.auditor.record("expired", actor=inv.user_id, channel=inv.channel_id)
             # A private prompt is replaced; a public request keeps its record for everyone.
             reply = inv.private if "two-person" in kinds else inv.replace
             reply(render_error(EXPIRED))

@@ -163,7 +163,7 @@ def _load_request(inv: Invocation, deps: Deps, claims: ApprovalClaims) -> dict[s
 
 def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
     """Approve or Deny on the public request."""
-    claims = verify_click(inv, deps, token, {"two-person"})
+    claims = verify_click(inv, deps, token, {"two-person"}, on_expired_request=expire_request)
     if claims is None:
         return
     record = _load_request(inv, deps, claims)

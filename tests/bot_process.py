@@ -54,8 +54,7 @@ class BotProcess:
         # `log_dir` (pytest's tmp_path, which pytest prunes), or a temp dir of their own.
         folder = Path(log_dir or tempfile.mkdtemp(prefix="ngrok-ops-bot-"))
         stem = f"bot-{kind}-{self.port}"
-        self._out = (folder / f"{stem}.out").open("wb")
-        self._err = (folder / f"{stem}.err").open("wb")
+        self._out_path, self._err_path = folder / f"{stem}.out", folder / f"{stem}.err"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,14 +62,16 @@ class BotProcess:
         return f"http://127.0.0.1:{self.port}/slack/events"
 
     def start(self, *, wait_healthy: bool = True, timeout: float = 30.0) -> BotProcess:
-        self.process = subprocess.Popen(
-            ["bash", "-c", f"exec {self.command}"],
-            cwd=REPO,
-            env=self.env,
-            stdout=self._out,
-            stderr=self._err,
-            start_new_session=True,
-        )
+        # Appending keeps the logs of an earlier run of this process for the secret scans.
+        with self._out_path.open("ab") as out, self._err_path.open("ab") as err:
+            self.process = subprocess.Popen(
+                ["bash", "-c", f"exec {self.command}"],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
         if wait_healthy:
             self.wait_healthy(timeout)
         return self
@@ -102,15 +103,12 @@ class BotProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
-        finally:
-            self._out.close()
-            self._err.close()
 
     def stdout(self) -> str:
-        return Path(self._out.name).read_text(errors="replace")
+        return self._out_path.read_text(errors="replace")
 
     def stderr(self) -> str:
-        return Path(self._err.name).read_text(errors="replace")
+        return self._err_path.read_text(errors="replace")
 
     def audit_records(self) -> list[dict]:
         """The JSON audit lines the bot printed on stdout."""

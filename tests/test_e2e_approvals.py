@@ -265,3 +265,18 @@ def test_an_unapproved_request_expires_and_says_so(stack_factory):
     assert "expired" in texts_of(stack.reply(late)).lower()
     assert stack.action_posts() == []
     assert "expired" in [r["event"] for r in stack.bot.audit_records()]
+
+
+def test_a_late_click_expires_a_request_whose_timer_died_with_its_process(stack_factory):
+    from tests.e2e_fixtures import DEFAULT_CONFIG
+
+    stack = stack_factory(config=DEFAULT_CONFIG.replace("approval_ttl: 10m", "approval_ttl: 10s"))
+    sid = session_id_of("linux", stack.ngrok)
+    request = request_two_person_stop(stack, sid)
+    stack.bot.stop()  # the expiry timer goes with the process; the state stays in the store
+    stack.bot.start()
+    time.sleep(10.5)
+    late = stack.click(find_button(request, "ngrok_tp_approve"), user=BOB, ephemeral=False)
+    assert "expired" in texts_of(stack.reply(late)).lower()
+    stack.posted("chat.update", predicate=lambda c: "state_expired" in json.dumps(c.body))
+    assert stack.action_posts() == []
