@@ -123,6 +123,16 @@ def test_expired_at_the_expiry_second_not_before():
     assert reason_of(token, now=claims.expires_at + 3600) == "expired"
 
 
+def test_an_expired_token_says_what_expired_but_a_forged_one_says_nothing():
+    token, claims = issue(ttl_seconds=60)
+    with pytest.raises(TokenError) as expired:
+        verify_token(token, secret=SECRET, now=claims.expires_at + 1)
+    assert expired.value.claims == claims
+    with pytest.raises(TokenError) as forged:
+        verify_token(token, secret=b"another-key-entirely-0123456789", now=claims.expires_at + 1)
+    assert forged.value.claims is None
+
+
 def test_signature_is_checked_before_expiry():
     token, claims = issue(ttl_seconds=60)
     assert reason_of(token[:-1] + "x", now=claims.expires_at + 1) == "bad_signature"
