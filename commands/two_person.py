@@ -106,10 +106,21 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
             approvers=approvers,
         )
     )
-    if ts:
+    if not ts:
+        # Nobody could see the request, so nobody could approve it: withdraw it now.
         deps.store.transition_request(
-            request_id, expect_state="requested", new_state="requested", changes={"ts": ts}
+            request_id, expect_state="requested", new_state="withdrawn", changes={}
         )
+        inv.replace(
+            render_error(
+                "I could not post the approval request here, so nothing was requested. "
+                "Invite me with `/invite @ngrok-ops` and ask again."
+            )
+        )
+        return
+    deps.store.transition_request(
+        request_id, expect_state="requested", new_state="requested", changes={"ts": ts}
+    )
     place = "thread" if claims.thread_ts else "channel"
     text = f"Approval requested in the {place}; someone with the approver role must approve it."
     inv.replace(message(text, [section(text)]))

@@ -280,3 +280,16 @@ def test_a_late_click_expires_a_request_whose_timer_died_with_its_process(stack_
     assert "expired" in texts_of(stack.reply(late)).lower()
     stack.posted("chat.update", predicate=lambda c: "state_expired" in json.dumps(c.body))
     assert stack.action_posts() == []
+
+
+def test_a_request_nobody_can_see_is_withdrawn(stack_factory):
+    stack = stack_factory()
+    sid = session_id_of("linux", stack.ngrok)
+    prompt = stack.ask(f"stop {sid}")
+    stack.slack.fail_next("chat.postMessage", status=200, error="not_in_channel", retry_after=None)
+    key = stack.click(find_button(prompt, "ngrok_ask_approval"))
+    replaced = stack.reply(key)
+    assert "nothing was requested" in texts_of(replaced)
+    invite = stack.posted("chat.postEphemeral")[0]
+    assert "/invite @ngrok-ops" in invite.body["text"]
+    assert stack.action_posts() == []
