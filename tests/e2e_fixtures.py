@@ -112,6 +112,14 @@ class Stack:
         assert find_button(body, "ngrok_approve") or True
         return body
 
+    def scan_for_unescaped_metadata(self) -> None:
+        """The fleet's metadata holds `<!channel>`, `<@U123>` and `<#C042|ops>`; none of it may
+        reach Slack unescaped, in any message of any test."""
+        for call in self.slack.calls():
+            sent = json.dumps(call.body)
+            for raw in ("<!channel>", "<@U123>", "<#C042|ops>", "<b>bold</b>"):
+                assert raw not in sent, f"unescaped {raw!r} sent to {call.method}"
+
     def scan_for_secrets(self) -> None:
         """No secret in anything the bot printed or sent to Slack (run after every test)."""
         texts = [self.bot.stdout(), self.bot.stderr()]
@@ -204,3 +212,4 @@ def stack_factory(
         bot.stop()
     for stack in stacks:
         stack.scan_for_secrets()
+        stack.scan_for_unescaped_metadata()
