@@ -38,6 +38,11 @@ def scan_sessions(deps: Deps, channel_id: str, query: SessionQuery) -> list[Tunn
     return [s for s in fleet if query.matches_locally(s)]
 
 
+def _unreported(session: TunnelSession) -> str:
+    """SSH sessions have no agent, hence no OS or agent version; say so in the summary."""
+    return "ssh" if session.is_ssh else "unknown"
+
+
 def _window(
     matched: list[TunnelSession], cursor: str, size: int
 ) -> tuple[list[TunnelSession], int]:
@@ -60,9 +65,9 @@ def build_page(
     page = SessionListPage(
         sessions=window,
         total_online=len(matched),
-        by_region=Counter(s.region or "?" for s in matched),
-        by_os=Counter(s.os or "?" for s in matched),
-        by_version=Counter(s.agent_version or "?" for s in matched),
+        by_region=Counter(s.region or "unknown" for s in matched),
+        by_os=Counter(s.os or _unreported(s) for s in matched),
+        by_version=Counter(s.agent_version or _unreported(s) for s in matched),
         query_text=query.describe(),
         first_index=start,
     )
