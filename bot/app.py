@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltResponse, Respond
 
 import commands
 from bot.deps import Deps
-
-log = logging.getLogger("ngrok_ops.app")
+from commands.entry import SORRY
 
 # Listeners only parse, check and hand work to bot.jobs, so a few threads ack everything;
 # a pool larger than Bolt's default 5 still keeps acks quick when Slack retries pile up.
@@ -45,12 +43,24 @@ def create_app(deps: Deps, *, token_verification: bool = True) -> App:
 
     @app.error
     def on_unexpected(
-        error: Exception, body: dict[str, Any], logger: logging.Logger
-    ) -> BoltResponse:
-        # The traceback goes to the log; the user still learns that something went wrong.
+        error: Exception,
+        logger: logging.Logger,
+        response: BoltResponse | None,
+        respond: Respond | None,
+    ) -> BoltResponse | None:
+        """The traceback goes to the log; the user still learns that something went wrong.
+
+        Before the ack, the error becomes the HTTP answer. After it (every listener acks on
+        its first line) Bolt passes no response to change, so the user hears it through
+        the payload's response_url instead."""
         logger.exception("unhandled error in a listener", exc_info=error)
-        return BoltResponse(
-            status=200, body="Something went wrong on the ngrok-ops side; it has been logged."
-        )
+        if response is not None:
+            return BoltResponse(status=200, body=SORRY)
+        if respond is not None:
+            try:
+                respond(text=SORRY, response_type="ephemeral", replace_original=False)
+            except Exception:
+                logger.exception("could not tell the user about the error")
+        return None
 
     return app

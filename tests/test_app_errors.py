@@ -1,0 +1,58 @@
+"""An unexpected error in a listener after its ack still reaches the user (and the log)."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+
+from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
+
+from bot.app import create_app
+from bot.deps import build_deps
+from bot.settings import load_settings
+from commands.entry import SORRY
+
+SECRET = "unit-signing-secret-0123456789"
+
+
+def test_a_listener_that_fails_after_its_ack_tells_the_user(slack_api, ngrok_api, tmp_path):
+    settings = load_settings(
+        {
+            "SLACK_BOT_TOKEN": slack_api.bot_token,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": slack_api.base_url,
+            "NGROK_API_KEY": "ngrok-test-api-key-0123456789",
+            "NGROK_API_URL": ngrok_api.base_url,
+            "STATE_PATH": str(tmp_path / "state.sqlite3"),
+        },
+        config_text=None,
+        config_source="test",
+    )
+    deps = build_deps(settings)
+    app = create_app(deps, token_verification=False)
+
+    def boom(ack) -> None:
+        ack()
+        raise RuntimeError("a bug after the ack")
+
+    app.command("/boom")(boom)
+    url = slack_api.response_url()
+    body = urllib.parse.urlencode(
+        {"command": "/boom", "text": "", "user_id": "U0ALICE", "channel_id": "C0OPS",
+         "team_id": "T111", "response_url": url, "trigger_id": "1.2"}
+    )  # fmt: skip
+    ts = str(int(time.time()))
+    headers = {
+        "content-type": ["application/x-www-form-urlencoded"],
+        "x-slack-request-timestamp": [ts],
+        "x-slack-signature": [
+            SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)
+        ],
+    }
+    try:
+        assert app.dispatch(BoltRequest(body=body, headers=headers)).status == 200
+        reply = slack_api.wait_for("response_url", key=url.rsplit("/", 1)[1])[0]
+        assert reply.body["text"] == SORRY and reply.body["response_type"] == "ephemeral"
+    finally:
+        deps.close()
