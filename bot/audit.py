@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from bot.blocks import escape
-from bot.store import Store
+from bot.blocks import clip, escape
+from bot.store import Store, StoreError
 
 log = logging.getLogger("ngrok_ops.audit")
 
@@ -44,7 +44,7 @@ def format_audit_line(entry: dict[str, Any]) -> str:
     if entry.get("account"):
         parts.append(f"(account {escape(str(entry['account']))})")
     if entry.get("detail"):
-        parts.append(f"— {escape(str(entry['detail']))[:500]}")
+        parts.append(f"— {clip(str(entry['detail']), 500)}")
     if entry.get("duration_ms") is not None:
         parts.append(f"in {entry['duration_ms'] / 1000:.1f} s")
     return " ".join(parts)
@@ -78,7 +78,12 @@ class Auditor:
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
-        self._store.add_audit(entry)
+        try:
+            self._store.add_audit(entry)
+        except StoreError:
+            # The JSON line above is the record of last resort; an action that already ran
+            # must still be announced, so a store outage never stops the caller here.
+            log.exception("could not store the audit record; it is in the JSON log line")
         if self._audit_channel and self._announce is not None:
             try:
                 self._announce(self._audit_channel, format_audit_line(entry))

@@ -69,6 +69,13 @@ def where_claimed(inv: Invocation, claims: ApprovalClaims) -> Invocation:
     )
 
 
+def approval_mode_for(deps: Deps, op: str, session: TunnelSession) -> ApprovalMode:
+    """An approved update also restarts the agent, so it needs what a restart needs too."""
+    actions = ("update", "restart") if op == "update" else (op,)
+    modes = {approval_mode(deps.config, action, session) for action in actions}
+    return "two-person" if "two-person" in modes else "self"
+
+
 def request_action(inv: Invocation, deps: Deps, op: str, session_id: str) -> None:
     """Checks the right to ask, then shows the requester an approval prompt."""
     decision = may_request(deps.config, deps.roles(inv.user_id), op, inv.channel_id)
@@ -87,7 +94,7 @@ def request_action(inv: Invocation, deps: Deps, op: str, session_id: str) -> Non
     if cannot:
         inv.private(render_error(cannot))
         return
-    mode = approval_mode(deps.config, op, session)
+    mode = approval_mode_for(deps, op, session)
     ttl = deps.config.approval_ttl_seconds
     token, claims = issue_token(
         secret=deps.settings.approval_secret,
@@ -98,6 +105,7 @@ def request_action(inv: Invocation, deps: Deps, op: str, session_id: str) -> Non
         thread_ts=inv.thread_ts,
         ttl_seconds=ttl,
         kind="self" if mode == "self" else "ask",
+        now=deps.clock(),
     )
     inv.private(
         render_approval_prompt(
@@ -183,7 +191,7 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
     if found is None:
         return
     account, client, session = found
-    if approval_mode(deps.config, op, session) != "self":
+    if approval_mode_for(deps, op, session) != "self":
         inv.replace(
             render_error(f"This {op} now needs a second person; ask again for a new prompt.")
         )
@@ -230,7 +238,10 @@ def cancel_request(inv: Invocation, deps: Deps, token: str) -> None:
     if inv.user_id != claims.requester:
         inv.private(render_error("Only the person who asked for this can cancel it."))
         return
-    consume_approval(deps.store, claims, now=deps.clock())
+    if not consume_approval(deps.store, claims, now=deps.clock()):
+        # Approve (or Request approval) won the race: say so, keep the result on screen.
+        inv.private(render_error("This request was already approved or sent; nothing to cancel."))
+        return
     deps.auditor.record("cancelled", actor=inv.user_id, **audit_fields(claims, None, None))
     inv.replace(render_cancelled())
 

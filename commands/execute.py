@@ -54,6 +54,18 @@ def run_action(
             error_code=error.error_code,
             may_have_been_applied=error.may_have_been_applied,
         )
+    except Exception:
+        # A bug after the POST left: the record must still say what is (not) known.
+        log.exception("unexpected error while sending %s for %s", op, session_id)
+        return Outcome(
+            ok=False,
+            sentence=(
+                f"An unexpected error interrupted the {op}; it may have been applied. "
+                "Check the session list before trying again."
+            ),
+            seconds=clock() - started,
+            may_have_been_applied=True,
+        )
     return Outcome(ok=True, sentence=DONE[op], seconds=clock() - started)
 
 

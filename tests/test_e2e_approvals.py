@@ -293,3 +293,21 @@ def test_a_request_nobody_can_see_is_withdrawn(stack_factory):
     invite = stack.posted("chat.postEphemeral")[0]
     assert "/invite @ngrok-ops" in invite.body["text"]
     assert stack.action_posts() == []
+
+
+def test_an_update_needs_the_approval_its_restart_needs(stack_factory):
+    config = f"""
+roles:
+  operator: [{ALICE}]
+  approver: [{BOB}]
+rules:
+  - action: restart
+    approval: two-person
+  - action: update
+    approval: self
+"""
+    stack = stack_factory(config=config)
+    sid = session_id_of("linux", stack.ngrok)
+    prompt = stack.ask(f"update {sid}")
+    assert "second person" in texts_of(prompt)
+    assert not [b for b in buttons_in(prompt) if b["action_id"] == "ngrok_approve"]

@@ -268,3 +268,37 @@ def test_slack_rate_limits_are_retried_after_retry_after(stack):
     attempts = stack.slack.wait_for("chat.postMessage", 2, timeout=20)
     assert [a.status for a in attempts] == [429, 200]
     assert attempts[1].at - attempts[0].at >= 1.0
+
+
+def test_cancel_after_approve_cancels_nothing(stack):
+    sid = session_id_of("linux", stack.ngrok)
+    prompt = stack.ask(f"restart {sid}")
+    stack.reply(stack.click(find_button(prompt, "ngrok_approve")))
+    late = stack.reply(stack.click(find_button(prompt, "ngrok_cancel")))
+    assert "nothing to cancel" in texts_of(late)
+    assert late.get("replace_original") is False
+    assert len(stack.action_posts(sid)) == 1
+    assert "cancelled" not in [r["event"] for r in stack.bot.audit_records()]
+
+
+def test_the_restart_button_in_a_list_row_opens_the_prompt(stack):
+    listing = stack.ask("sessions limit=5")
+    row = next(
+        block for block in listing["blocks"]
+        for element in block.get("elements", []) if element.get("type") == "overflow"
+    )  # fmt: skip
+    overflow = next(e for e in row["elements"] if e["type"] == "overflow")
+    restart = next(o for o in overflow["options"] if o["text"]["text"].startswith("Restart"))
+    url = stack.slack.response_url()
+    payload = {
+        "type": "block_actions", "user": {"id": ALICE}, "api_app_id": "A111",
+        "container": {"type": "message", "message_ts": "1.1", "channel_id": OPS,
+                      "is_ephemeral": True},
+        "channel": {"id": OPS}, "team": {"id": "T111"}, "response_url": url,
+        "actions": [{"action_id": overflow["action_id"], "block_id": row["block_id"],
+                     "type": "overflow", "selected_option": restart, "action_ts": "1.2"}],
+    }  # fmt: skip
+    assert stack.sender.interactive(payload).status_code == 200
+    prompt = stack.reply(url.rsplit("/", 1)[1])
+    assert find_button(prompt, "ngrok_approve")
+    assert decode_button_value(restart["value"]).session_id in texts_of(prompt)
