@@ -8,6 +8,7 @@ development server.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from bot.settings import SettingsError, load_settings_from_environment
@@ -28,9 +29,15 @@ def run_socket_mode() -> None:
     deps = build_deps(settings)
     app = create_app(deps)
     handler = SocketModeHandler(app, settings.slack_app_token)
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)  # unwinds into `finally`, which drains running jobs
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         handler.start()
     finally:
+        handler.close()
         deps.close()
 
 

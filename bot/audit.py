@@ -26,6 +26,7 @@ EVENT_VERBS = {
     "approval_requested": "asked a second person to approve:",
     "approved": "approved:",
     "denied": "denied:",
+    "withdrawn": "withdrew the request to",
     "expired": "expired:",
     "cancelled": "cancelled:",
     "executed": "ran",

@@ -14,7 +14,6 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
 )
 
 from bot.audit import Auditor
@@ -30,11 +29,12 @@ from bot.store import Store, open_store
 
 
 def slack_retry_handlers() -> list:
-    """429s wait for Retry-After, connection errors and 5xx are retried a little."""
+    """429s wait for Retry-After (Slack did nothing) and failed connections are retried.
+    5xx answers are not: chat.postMessage is not idempotent, and a retried one could post a
+    second approval request whose buttons nobody tracks."""
     return [
         ConnectionErrorRetryHandler(max_retry_count=2),
         RateLimitErrorRetryHandler(max_retry_count=2),
-        ServerErrorRetryHandler(max_retry_count=1),
     ]
 
 

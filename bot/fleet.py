@@ -45,6 +45,7 @@ class FleetCache:
         """The cached scan, the one in flight, or a new one run by this caller."""
         key = (account, cel or "")
         with self._lock:
+            self._prune()
             generation = self._generations.get(account, 0)
             entry = self._entries.get(key)
             fresh = (
@@ -72,6 +73,13 @@ class FleetCache:
         if entry.error is not None:
             raise entry.error
         return list(entry.sessions or [])
+
+    def _prune(self) -> None:
+        """Drops finished scans past their TTL, so typed filters do not pile up in memory."""
+        now = self._clock()
+        stale = [k for k, e in self._entries.items() if e.done.is_set() and now - e.at >= self._ttl]
+        for key in stale:
+            del self._entries[key]
 
     def invalidate(self, account: str) -> None:
         """Forgets every scan of an account (after a restart, stop or update)."""

@@ -44,13 +44,15 @@ class GroupDirectory:
             return cached[1]
         try:
             response = self._client.usergroups_users_list(usergroup=group_id)
-            members = frozenset(response.get("users") or [])
         except SlackApiError as error:
-            # A group we cannot read grants nothing; say so in the log, keep serving.
+            # A passing Slack failure must not strip everyone's roles for a whole TTL: keep
+            # the last membership we read; a group never read grants nothing. Not cached, so
+            # the next check asks again.
             log.warning(
                 "usergroups.users.list failed for %s: %s", group_id, error.response.get("error")
             )
-            members = frozenset()
+            return cached[1] if cached else frozenset()
+        members = frozenset(response.get("users") or [])
         with self._lock:
             self._members[group_id] = (now, members)
         return members

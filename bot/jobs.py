@@ -61,6 +61,8 @@ class Jobs:
         """Runs fn(*args) on the pool; an exception is logged and passed to on_error."""
         if self._stopping.is_set():
             log.warning("not starting job %s: shutting down", _name(fn))
+            if on_error is not None:
+                _report(on_error, Stopping("shutting down"), fn)
             return
         with self._idle:
             self._pending += 1

@@ -9,28 +9,27 @@ from collections.abc import Iterable
 _TOKEN = re.compile(r"\b(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+)")
 
 
-class RedactSecrets(logging.Filter):
-    """Masks Slack tokens and known secret values in every record before it is written."""
+class RedactingFormatter(logging.Formatter):
+    """Masks Slack tokens and known secret values in the *finished* line, so tracebacks and
+    exception texts are covered too, not only the message."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if len(s) >= 6]
+    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
+        super().__init__(fmt)
+        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = _TOKEN.sub("[redacted]", message)
+    def format(self, record: logging.LogRecord) -> str:
+        line = _TOKEN.sub("[redacted]", super().format(record))
         for secret in self._secrets:
-            cleaned = cleaned.replace(secret, "[redacted]")
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
+            line = line.replace(secret, "[redacted]")
+        return line
 
 
 def configure_logging(level: str, secrets: Iterable[str]) -> None:
     """Plain lines on stderr; stdout is kept for the JSON audit records."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secrets))
+    handler.setFormatter(
+        RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -72,6 +72,22 @@ class TunnelSession:
             transport=_text(raw, "transport"),
         )
 
+    def to_api(self) -> dict[str, Any]:
+        """The API's JSON shape again (empty fields left out), for state kept as plain JSON."""
+        raw: dict[str, Any] = {
+            "id": self.id,
+            "uri": self.uri,
+            "agent_version": self.agent_version,
+            "credential": {"id": self.credential.id, "uri": self.credential.uri},
+            "ip": self.ip,
+            "metadata": self.metadata,
+            "os": self.os,
+            "region": self.region,
+            "started_at": self.started_at.isoformat() if self.started_at else "",
+            "transport": self.transport,
+        }
+        return {key: value for key, value in raw.items() if value}
+
     @property
     def is_windows(self) -> bool:
         """Windows agents cannot restart themselves (no `exec()`)."""

@@ -50,6 +50,10 @@ def click_invocation(
     )
 
 
+def refuse_invalid_button(inv: Invocation, deps: Deps) -> None:
+    inv.private(render_error(INVALID_BUTTON))
+
+
 def session_button(run: Callable[[Invocation, Deps, ButtonValue], None]) -> Listener:
     """A listener for buttons whose value names a session (or a page of sessions)."""
 
@@ -62,7 +66,7 @@ def session_button(run: Callable[[Invocation, Deps, ButtonValue], None]) -> List
             value = decode_button_value(value_of_action(action))
         except ValueError as error:
             log.warning("rejected a malformed button value: %s", error)
-            click_invocation(body, respond, client).private(render_error(INVALID_BUTTON))
+            run_later(click_invocation(body, respond, client), deps, refuse_invalid_button)
             return
         run_later(click_invocation(body, respond, client, value), deps, run, value)
 
@@ -80,7 +84,8 @@ def token_button(run: Callable[[Invocation, Deps, str], None]) -> Listener:
         ack()
         run_later(click_invocation(body, respond, client), deps, run, value_of_action(action))
 
-    listener.__qualname__ = f"token_button({getattr(run, '__name__', 'decide')})"
+    name = getattr(run, "__name__", None) or getattr(run, "func", run).__name__
+    listener.__qualname__ = f"token_button({name})"
     return listener
 
 

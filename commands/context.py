@@ -69,6 +69,8 @@ class Invocation:
             log.warning("chat.postMessage to %s failed: %s", self.channel_id, code)
             if code in ("not_in_channel", "channel_not_found"):
                 self.private({"text": NOT_IN_CHANNEL})
+            else:
+                self.private({"text": f"Slack refused my message here ({code}); it is logged."})
             return None
         return response.get("ts")
 

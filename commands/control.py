@@ -141,8 +141,10 @@ def verify_click(
                 # The expiry timer may have died with its process; whoever clicks late
                 # moves the public request to "expired" (a no-op when already decided).
                 on_expired_request(deps, expired.request_id)
-            else:
-                deps.auditor.record("expired", actor=inv.user_id, channel=inv.channel_id)
+            elif expired is not None:
+                deps.auditor.record(
+                    "expired", actor=inv.user_id, **audit_fields(expired, None, None)
+                )
             # A private prompt is replaced; a public request keeps its record for everyone.
             reply = inv.private if "two-person" in kinds else inv.replace
             reply(render_error(EXPIRED))
@@ -187,7 +189,7 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
     op, session_id = claims.action, claims.targets[0]
     if not may_click(inv, deps, claims, mode="self"):
         return
-    found = fetch_session(deps, claims.channel, session_id, reply=inv.replace, op=op)
+    found = fetch_session(deps, claims.channel, session_id, reply=inv.private, op=op)
     if found is None:
         return
     account, client, session = found

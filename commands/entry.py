@@ -78,10 +78,6 @@ def handle_slash_command(
     run_later(inv, deps, route, parsed)
 
 
-def reply_parse_error(inv: Invocation, deps: Deps, error: ParseError) -> None:
-    inv.private(render_error(error.message, error.usage))
-
-
 def handle_mention(
     ack: Ack,
     event: dict[str, Any],
@@ -93,23 +89,30 @@ def handle_mention(
 ) -> None:
     """`@ngrok-ops <text>` in a channel or thread; replies stay in the thread."""
     ack()
-    event_id = body.get("event_id")
-    if event_id and not deps.store.consume_nonce(f"event:{event_id}", ttl_seconds=3600):
-        return  # Slack re-delivered an event this bot already handled
+    if not event.get("user") or event.get("bot_id"):
+        return  # a bot or a workflow mentioned us: there is nobody to ask or to answer
     inv = Invocation(
         entry="mention",
-        user_id=event.get("user", ""),
+        user_id=event["user"],
         channel_id=event.get("channel", ""),
         thread_ts=event.get("thread_ts") or event.get("ts"),
         client=client,
     )
     text = strip_mention(event.get("text") or "", context.bot_user_id)
-    try:
-        parsed = parse_command(text)
-    except ParseError as error:
-        run_later(inv, deps, reply_parse_error, error)
+    run_later(inv, deps, run_mention, body.get("event_id"), text)
+
+
+def run_mention(inv: Invocation, deps: Deps, event_id: str | None, text: str) -> None:
+    """Parses and runs a mention once, even when Slack delivers the event again."""
+    if event_id and not deps.store.consume_nonce(f"event:{event_id}", ttl_seconds=3600):
+        log.info("ignored a repeated delivery of event %s", event_id)
         return
-    run_later(inv, deps, route, parsed)
+    try:
+        command = parse_command(text)
+    except ParseError as error:
+        inv.private(render_error(error.message, error.usage))
+        return
+    route(inv, deps, command)
 
 
 def handle_thread_shortcut(

@@ -42,5 +42,6 @@ def show_audit(inv: Invocation, deps: Deps, command: ShowAudit) -> None:
     entries = deps.store.recent_audit(
         limit=command.limit, session_id=command.session_id, user_id=command.user_id
     )
-    title = command.session_id or (f"<@{command.user_id}>" if command.user_id else "")
+    # The title is a plain-text header, where a <@U…> mention would show as raw text.
+    title = command.session_id or (f"user {command.user_id}" if command.user_id else "")
     inv.private(render_audit(entries, title=title))

@@ -62,7 +62,7 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
     if not decision.allowed:
         inv.private(render_error(decision.reason))
         return
-    found = fetch_session(deps, claims.channel, session_id, reply=inv.replace, op=op)
+    found = fetch_session(deps, claims.channel, session_id, reply=inv.private, op=op)
     if found is None:
         return
     account, _, session = found
@@ -87,7 +87,7 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
         "id": request_id,
         "state": "requested",
         "action": op,
-        "session": _session_raw(session),
+        "session": session.to_api(),
         "requester": claims.requester,
         "channel": claims.channel,
         "thread_ts": claims.thread_ts,
@@ -128,21 +128,6 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
         "approval_requested", actor=inv.user_id, **audit_fields(claims, session, account.name)
     )
     deps.jobs.later(ttl, expire_request, deps, request_id)
-
-
-def _session_raw(session: TunnelSession) -> dict[str, Any]:
-    """The session as the API shapes it, so the store keeps plain JSON."""
-    return {
-        "id": session.id,
-        "agent_version": session.agent_version,
-        "credential": {"id": session.credential.id, "uri": session.credential.uri},
-        "ip": session.ip,
-        "metadata": session.metadata,
-        "os": session.os,
-        "region": session.region,
-        "started_at": session.started_at.isoformat() if session.started_at else "",
-        "transport": session.transport,
-    }
 
 
 def expire_request(deps: Deps, request_id: str) -> None:
@@ -198,7 +183,8 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
     session = TunnelSession.from_api(won["session"])
     fields = audit_fields(claims, session, won["account"])
     if not approve:
-        deps.auditor.record("denied", actor=inv.user_id, approver=inv.user_id, **fields)
+        event = "withdrawn" if withdrawing else "denied"
+        deps.auditor.record(event, actor=inv.user_id, **fields)
         _edit(deps, won, "denied", actor_id=inv.user_id)
         return
     deps.auditor.record("approved", actor=inv.user_id, approver=inv.user_id, **fields)

@@ -95,3 +95,13 @@ def test_callers_cannot_change_the_cached_list():
     first = cache.get("prod", None, scanner(list(SESSIONS), calls))
     first.clear()
     assert cache.get("prod", None, scanner(SESSIONS, calls)) == SESSIONS
+
+
+def test_scans_past_their_ttl_are_dropped_so_typed_filters_do_not_pile_up():
+    clock = FakeClock()
+    cache, calls = FleetCache(ttl_seconds=10, clock=clock), []
+    for n in range(50):
+        cache.get("prod", f'obj.ip == "10.0.0.{n}"', scanner(SESSIONS, calls))
+    clock.now += 11
+    cache.get("prod", None, scanner(SESSIONS, calls))
+    assert len(cache._entries) == 1
