@@ -93,11 +93,11 @@ class BotProcess:
         assert self.process is not None
         return self.process.wait(timeout)
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGINT) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         # SIGINT is gunicorn's quick shutdown; the tests have nothing left to drain.
-        os.killpg(self.process.pid, signal.SIGINT)
+        os.killpg(self.process.pid, sig)
         try:
             self.process.wait(15)
         except subprocess.TimeoutExpired:

@@ -4,6 +4,7 @@ without a config, the audit trail, and exactly-once across two processes sharing
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 
@@ -194,6 +195,8 @@ def test_socket_mode_worker_runs_the_whole_flow(stack_factory):
     assert len(stack.action_posts(sid)) == 1
     record = stack.posted("chat.postMessage", predicate=lambda c: sid in json.dumps(c.body))
     assert record[0].body["channel"] == OPS
+    stack.bot.stop(signal.SIGTERM)  # what a platform sends: a clean exit, jobs drained
+    assert stack.bot.process.returncode == 0
 
 
 def test_mention_retries_from_slack_run_once(stack_factory):
