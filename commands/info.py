@@ -39,9 +39,15 @@ def show_audit(inv: Invocation, deps: Deps, command: ShowAudit) -> None:
             )
         )
         return
-    entries = deps.store.recent_audit(
-        limit=command.limit, session_id=command.session_id, user_id=command.user_id
+    bound = deps.ngrok_for(inv.channel_id)
+    account = bound[0].name if bound else None
+    # Records carry their ngrok account; a channel sees only its own account's (and the
+    # account-less ones, such as refusals), as with every other view. Read a wider window
+    # so filtering still fills the page.
+    wider = deps.store.recent_audit(
+        limit=min(command.limit * 5, 500), session_id=command.session_id, user_id=command.user_id
     )
+    entries = [e for e in wider if e.get("account") in (None, account)][: command.limit]
     # The title is a plain-text header, where a <@U…> mention would show as raw text.
     title = command.session_id or (f"user {command.user_id}" if command.user_id else "")
     inv.private(render_audit(entries, title=title))

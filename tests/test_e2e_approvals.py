@@ -253,6 +253,11 @@ channels:
     assert "30 ngrok agents online" in stack.ask("sessions")["text"]
     assert "5 ngrok agents online" in stack.ask("sessions", channel="C0STAGING")["text"]
     assert staging.log() and all(r.path.startswith("/tunnel_sessions") for r in staging.log())
+    sid = session_id_of("linux", stack.ngrok)
+    stack.reply(stack.click(find_button(stack.ask(f"restart {sid}"), "ngrok_approve")))
+    wait_until(lambda: stack.action_posts(sid), what="the restart")
+    wait_until(lambda: sid in texts_of(stack.ask("audit")), what="the record in prod's audit")
+    assert sid not in texts_of(stack.ask("audit", channel="C0STAGING"))
 
 
 def test_an_unapproved_request_expires_and_says_so(stack_factory):
