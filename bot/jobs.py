@@ -48,10 +48,6 @@ class Jobs:
             thread.start()
         _ALL.add(self)
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
     def submit(
         self,
         fn: Callable[..., Any],

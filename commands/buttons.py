@@ -95,10 +95,10 @@ def open_details(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
 
 def open_request(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
     """Restart / Update / Stop on a list or detail view: the same prompt as typing it."""
-    if value.op == "details":
-        show_session(inv, deps, value.session_id)
-    else:
-        request_action(inv, deps, value.op, value.session_id)
+    if value.op not in ("restart", "stop", "update"):
+        refuse_invalid_button(inv, deps)
+        return
+    request_action(inv, deps, value.op, value.session_id)
 
 
 def open_page(inv: Invocation, deps: Deps, value: ButtonValue) -> None:

@@ -20,7 +20,8 @@ def fetch_session(
     deps: Deps, channel_id: str, session_id: str, *, reply: Reply, op: str | None = None
 ) -> tuple[Account, NgrokClient, TunnelSession] | None:
     """The channel's account, its client and the session; None after `reply` said why not.
-    Callers have already checked the channel's rights, which include having an account."""
+    The policy checks before it already refuse channels without an account; the sentence
+    for that case is a guard, not a path users should meet."""
     bound = deps.ngrok_for(channel_id)
     if bound is None:
         reply(render_error(f"No ngrok account is configured for channel {channel_id}."))

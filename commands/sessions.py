@@ -8,7 +8,6 @@ valid while agents come and go, because ids are ordered by creation time.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,8 +22,6 @@ from bot.views_sessions import SessionListPage, render_session_list, sessions_th
 from commands.context import Invocation
 from commands.explain import explain
 from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
-
-log = logging.getLogger("ngrok_ops.sessions")
 
 
 def scan_sessions(deps: Deps, channel_id: str, query: SessionQuery) -> list[TunnelSession]:
