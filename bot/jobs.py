@@ -120,6 +120,11 @@ class Jobs:
         with self._idle:
             timers = set(self._timers)
         for timer in timers:
+            if timer.is_alive():
+                # Work that was promised for later (the restart that completes an update,
+                # a request's expiry) will not happen in this process: say which.
+                fn = timer.args[0] if timer.args else None
+                log.warning("shutting down: cancelled scheduled job %s", _name(fn))
             timer.cancel()
         if not self.wait_idle(timeout):
             log.warning("shutting down with %d job(s) still running", self._busy)
