@@ -242,7 +242,8 @@ class NgrokClient:
     def _send(self, method: str, url: str, params: dict[str, str] | None = None) -> httpx.Response:
         """One attempt, inside a pacing slot. Transport errors propagate as httpx errors."""
         body: dict[str, Any] = {"json": {}} if method == "POST" else {}
-        with self._pacer.slot():
+        # An approved action's POST may use the window's reserve; reads may not.
+        with self._pacer.slot(urgent=method == "POST"):
             response = self._http.request(method, url, params=params, **body)
         self._log.debug("ngrok %s %s -> %s", method, response.request.url, response.status_code)
         return response

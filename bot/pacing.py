@@ -5,6 +5,10 @@ with burst N that also refills lets almost 2N through within one window, so this
 of when each request finished instead: a new request may start only while fewer than N
 requests are in flight or finished within the last `per_seconds`. Logging the *finish* time
 (not the start) is conservative: the server counts a request somewhere between the two.
+
+A tenth of the window is kept for urgent requests (the POST of an approved action), so
+people paging through a large fleet during an incident can never make an approved stop
+wait for the next window.
 """
 
 from __future__ import annotations
@@ -45,14 +49,16 @@ class Pacer:
         self._in_flight_slots = threading.BoundedSemaphore(max_in_flight)
         self._finished: deque[float] = deque()  # finish times, ascending
         self._running = 0  # requests counted in the window and not finished yet
+        self.reserved = max_requests // 10  # places only urgent requests may take
 
-    def _try_claim(self) -> float:
+    def _try_claim(self, urgent: bool) -> float:
         """Claims a place in the window and returns 0, or returns how long to wait."""
+        limit = self.max_requests if urgent else self.max_requests - self.reserved
         with self._lock:
             now = self._clock()
             while self._finished and self._finished[0] + self.per_seconds <= now:
                 self._finished.popleft()
-            if self._running + len(self._finished) < self.max_requests:
+            if self._running + len(self._finished) < limit:
                 self._running += 1
                 return 0.0
             if not self._finished:
@@ -65,10 +71,11 @@ class Pacer:
             self._finished.append(self._clock())
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Blocks until a request may be sent; hold it for the whole request."""
+    def slot(self, *, urgent: bool = False) -> Iterator[None]:
+        """Blocks until a request may be sent; hold it for the whole request. Urgent
+        requests may also use the reserved tenth of the window."""
         with self._in_flight_slots:
-            while (wait := self._try_claim()) > 0:
+            while (wait := self._try_claim(urgent)) > 0:
                 self._sleep(wait)
             try:
                 yield

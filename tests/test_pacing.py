@@ -147,3 +147,19 @@ def test_backoff_ceiling_doubles_up_to_the_cap():
     assert backoff.delay(3, lambda: 0.5) == 1.0
     rng = random.Random(5)
     assert all(0 <= backoff.delay(n, rng.random) <= backoff.ceiling(n) for n in range(50))
+
+
+def test_reads_leave_a_tenth_of_the_window_to_urgent_requests():
+    clock = FakeClock()
+    pacer = Pacer(max_requests=20, per_seconds=60, max_in_flight=4, clock=clock, sleep=clock.sleep)
+    for _ in range(18):
+        with pacer.slot():
+            pass
+    assert clock.sleeps == []
+    for _ in range(2):  # the reserve: an approved stop does not wait for the next window
+        with pacer.slot(urgent=True):
+            pass
+    assert clock.sleeps == [] and pacer.used() == 20
+    with pacer.slot():  # a read now waits for the oldest request to leave the window
+        pass
+    assert clock.sleeps and sum(clock.sleeps) > 0
