@@ -6,6 +6,7 @@ serving modes build the same graph. Clients are created here, never at import ti
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from bot.pacing import shared_pacer
 from bot.policy import account_for_channel, roles_of
 from bot.settings import Settings
 from bot.store import Store, open_store
+
+log = logging.getLogger("ngrok_ops.deps")
 
 
 def slack_retry_handlers() -> list:
@@ -85,6 +88,13 @@ class Deps:
 
 def build_deps(settings: Settings) -> Deps:
     """Creates the clients, the store and the executors for one process."""
+    if settings.update_restart_delay < 10:
+        # Allowed for tests against the local stand-in; ngrok asks for at least 10 s.
+        log.warning(
+            "UPDATE_RESTART_DELAY is %.1f s; ngrok needs at least 10 s between an update "
+            "and the restart that completes it",
+            settings.update_restart_delay,
+        )
     slack = build_slack_client(settings)
     store = open_store(redis_url=settings.redis_url, sqlite_path=settings.state_path)
     clients = {
