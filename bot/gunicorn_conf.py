@@ -20,7 +20,9 @@ except SettingsError as _error:
 
 bind = f"0.0.0.0:{_settings.port}"
 worker_class = "gthread"
-workers = 1
+# WEB_CONCURRENCY (set by Heroku and alike) adds worker processes; approvals stay
+# exactly-once across them through the shared store (SQLite file or Redis).
+workers = _settings.web_workers
 threads = 32  # acks are quick, but 50 simultaneous commands must not queue behind each other
 timeout = 0  # requests only ack; slow work runs on bot.jobs, not in request threads
 graceful_timeout = 20

@@ -58,6 +58,7 @@ class Settings:
     ngrok_max_in_flight: int
     ngrok_timeout: float
     worker_threads: int
+    web_workers: int
     update_restart_delay: float
     group_cache_seconds: float
     fleet_cache_seconds: float
@@ -193,6 +194,7 @@ def load_settings(
         ngrok_max_in_flight=_number(env, "NGROK_MAX_IN_FLIGHT", 4, 1, 64, problems),
         ngrok_timeout=_number(env, "NGROK_TIMEOUT", 10.0, 0.1, 120.0, problems),
         worker_threads=_number(env, "WORKER_THREADS", 16, 1, 256, problems),
+        web_workers=_number(env, "WEB_CONCURRENCY", 1, 1, 64, problems),
         update_restart_delay=_number(env, "UPDATE_RESTART_DELAY", 15.0, 0.0, 600.0, problems),
         fleet_cache_seconds=_number(env, "FLEET_CACHE_SECONDS", 10.0, 0.0, 600.0, problems),
         group_cache_seconds=_number(env, "GROUP_CACHE_SECONDS", 60.0, 0.0, 3600.0, problems),

@@ -319,3 +319,18 @@ rules:
     prompt = stack.ask(f"update {sid}")
     assert "second person" in texts_of(prompt)
     assert not [b for b in buttons_in(prompt) if b["action_id"] == "ngrok_approve"]
+
+
+def test_two_gunicorn_workers_sharing_the_sqlite_file_run_an_approval_once(stack_factory):
+    stack = stack_factory(env={"WEB_CONCURRENCY": "2"})
+    wait_until(lambda: stack.bot.stderr().count("Booting worker") >= 2, what="two workers")
+    sid = session_id_of("linux", stack.ngrok)
+    approve = find_button(stack.ask(f"restart {sid}"), "ngrok_approve")
+    threads = [threading.Thread(target=stack.click, args=(approve,)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_until(lambda: stack.action_posts(sid), what="the restart")
+    time.sleep(1.0)
+    assert len(stack.action_posts(sid)) == 1
