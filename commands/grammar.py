@@ -144,9 +144,11 @@ def _exact_filters(f: SessionFilter) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def _quote(text: str) -> str:
+    """A term as the tokeniser reads it back, for headers and the query of Page buttons."""
     if text and not re.search(r"[\s\"'=<>]", text) and text not in _FILTER_KEYS:
         return text
-    return f"'{text}'" if "'" not in text else f'"{text}"'
+    quote = "'" if "'" not in text else '"'
+    return quote + text.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
 
 
 @dataclass(frozen=True)
@@ -271,9 +273,15 @@ def _tokenise(text: str) -> list[str]:
     buf: list[str] = []
     quote: str | None = None
     started = quoted = False
+    escaped = False
     for i, char in enumerate(text):
         if quote:
-            if char == quote:
+            if escaped:
+                buf.append(char)
+                escaped = False
+            elif char == "\\" and text[i + 1 : i + 2] in ("\\", quote):
+                escaped = True  # `\"` and `\\` inside quotes, as _quote writes them
+            elif char == quote:
                 quote = None
             else:
                 buf.append(char)

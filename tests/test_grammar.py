@@ -394,3 +394,17 @@ def test_help_lines_cover_every_verb_and_examples_parse():
         example = what.split("Example: `")[1].rstrip("`")
         example = example.replace("@alice", "<@U123>")
         parse_command(example)
+
+
+@pytest.mark.parametrize(
+    "term", ["a'b\"c", "it's \\", "a\\'", "x\\\\y", "'", '"', "\\", "meta", "a b", "version<3"]
+)
+def test_describe_round_trips_terms_with_quotes_and_backslashes(term):
+    """Page buttons re-run `describe()`; every free word and meta= value must survive it."""
+    from dataclasses import replace
+
+    query = replace(
+        parse_command("sessions").query, words=(term.lower(),), meta_contains=(term.lower(),)
+    )
+    again = parse_command("sessions " + query.describe()).query
+    assert again.words == query.words and again.meta_contains == query.meta_contains
