@@ -190,9 +190,9 @@ class SlackSender:
         body = "payload=" + urllib.parse.quote(json.dumps(payload))
         return self.post(body, "application/x-www-form-urlencoded")
 
-    def click(
+    def block_actions(
         self,
-        button: dict,
+        action: dict,
         *,
         user: str,
         channel: str,
@@ -200,8 +200,8 @@ class SlackSender:
         ephemeral: bool = True,
         message_ts: str = "1700000000.000100",
         thread_ts: str | None = None,
-    ) -> httpx.Response:
-        """Clicks a button taken from a message the bot sent."""
+    ) -> dict:
+        """A block_actions payload for one clicked element, shaped like Slack's own."""
         container = {
             "type": "message",
             "message_ts": message_ts,
@@ -218,23 +218,25 @@ class SlackSender:
             "team": {"id": self.team_id, "domain": "test"},
             "channel": {"id": channel, "name": "ops"},
             "response_url": response_url,
-            "actions": [
-                {
-                    "action_id": button["action_id"],
-                    "block_id": button.get("block_id", "b"),
-                    "text": button["text"],
-                    "value": button.get("value", ""),
-                    "type": "button",
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
+            "actions": [{**action, "action_ts": f"{time.time():.6f}"}],
         }
         if not ephemeral:
             message = {"type": "message", "ts": message_ts, "text": "", "user": "UBOT1"}
             if thread_ts:
                 message["thread_ts"] = thread_ts
             payload["message"] = message
-        return self.interactive(payload)
+        return payload
+
+    def click(self, button: dict, **where: object) -> httpx.Response:
+        """Clicks a button taken from a message the bot sent (`where`: see block_actions)."""
+        action = {
+            "action_id": button["action_id"],
+            "block_id": button.get("block_id", "b"),
+            "text": button["text"],
+            "value": button.get("value", ""),
+            "type": "button",
+        }
+        return self.interactive(self.block_actions(action, **where))  # type: ignore[arg-type]
 
     def message_shortcut(
         self, *, user: str, channel: str, message_ts: str, thread_ts: str | None, response_url: str

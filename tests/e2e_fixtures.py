@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -127,6 +128,23 @@ class Stack:
         for secret in self.secrets:
             for text in texts:
                 assert secret not in text, f"a secret leaked: {secret[:4]}…"
+
+
+def at_once(*calls: Callable[[], object]) -> None:
+    """Runs the calls in parallel threads and waits for all of them (double clicks, races)."""
+    threads = [threading.Thread(target=call) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def assert_one_post(stack: Stack, session_id: str, *, settle: float = 1.0) -> None:
+    """Exactly one restart/stop/update reached ngrok for the session, also after a pause
+    long enough for any second one to arrive."""
+    wait_until(lambda: stack.action_posts(session_id), what="the action's POST")
+    time.sleep(settle)
+    assert len(stack.action_posts(session_id)) == 1
 
 
 def session_id_of(kind: str, ngrok: NgrokApiServer) -> str:

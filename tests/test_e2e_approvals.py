@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
+from functools import partial
 
 from tests.bot_process import BotProcess, SlackSender, buttons_in, find_button
 from tests.e2e_fixtures import (
@@ -16,6 +16,8 @@ from tests.e2e_fixtures import (
     MALLORY,
     OPS,
     THREAD,
+    assert_one_post,
+    at_once,
     session_id_of,
     texts_of,
     wait_until,
@@ -63,19 +65,8 @@ def test_two_approvers_clicking_at_once_run_it_once(stack_factory):
     stack = stack_factory()
     sid = session_id_of("linux", stack.ngrok)
     approve = find_button(request_two_person_stop(stack, sid), "ngrok_tp_approve")
-    threads = [
-        threading.Thread(
-            target=stack.click, args=(approve,), kwargs={"user": u, "ephemeral": False}
-        )
-        for u in (BOB, CAROL, BOB, CAROL)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wait_until(lambda: stack.action_posts(sid), what="the stop")
-    time.sleep(0.5)
-    assert len(stack.action_posts(sid)) == 1
+    at_once(*(partial(stack.click, approve, user=u, ephemeral=False) for u in (BOB, CAROL) * 2))
+    assert_one_post(stack, sid)
 
 
 def test_deny_and_withdraw_change_nothing(stack_factory):
@@ -147,21 +138,13 @@ def test_double_approve_sent_to_two_processes_sharing_redis(stack_factory, redis
         approve = find_button(stack.ask(f"restart {sid}"), "ngrok_approve")
         senders = [stack.sender, SlackSender(second.events_url)]
         url = stack.slack.response_url()
-        threads = [
-            threading.Thread(
-                target=sender.click,
-                args=(approve,),
-                kwargs={"user": ALICE, "channel": OPS, "response_url": url},
+        at_once(
+            *(
+                partial(sender.click, approve, user=ALICE, channel=OPS, response_url=url)
+                for sender in senders * 3
             )
-            for sender in senders * 3
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wait_until(lambda: stack.action_posts(sid), what="the restart")
-        time.sleep(1.0)
-        assert len(stack.action_posts(sid)) == 1
+        )
+        assert_one_post(stack, sid)
     finally:
         second.stop()
 
@@ -180,19 +163,11 @@ def test_socket_mode_worker_runs_the_whole_flow(stack_factory):
     prompt = stack.reply(url.rsplit("/", 1)[1])
     approve = find_button(prompt, "ngrok_approve")
     click_url = stack.slack.response_url()
-    click = {
-        "type": "block_actions", "user": {"id": ALICE}, "api_app_id": "A111",
-        "container": {"type": "message", "message_ts": "1.1", "channel_id": OPS,
-                      "is_ephemeral": True},
-        "channel": {"id": OPS}, "team": {"id": "T111"}, "response_url": click_url,
-        "actions": [{"action_id": approve["action_id"], "block_id": approve["block_id"],
-                     "value": approve["value"], "type": "button", "action_ts": "1.2"}],
-    }  # fmt: skip
+    action = {key: approve[key] for key in ("action_id", "block_id", "text", "value", "type")}
+    click = stack.sender.block_actions(action, user=ALICE, channel=OPS, response_url=click_url)
     stack.slack.send_envelope("interactive", click)
     stack.reply(click_url.rsplit("/", 1)[1])
-    wait_until(lambda: stack.action_posts(sid), what="the restart")
-    time.sleep(0.3)
-    assert len(stack.action_posts(sid)) == 1
+    assert_one_post(stack, sid, settle=0.3)
     record = stack.posted("chat.postMessage", predicate=lambda c: sid in json.dumps(c.body))
     assert record[0].body["channel"] == OPS
     stack.bot.stop(signal.SIGTERM)  # what a platform sends: a clean exit, jobs drained
@@ -326,11 +301,5 @@ def test_two_gunicorn_workers_sharing_the_sqlite_file_run_an_approval_once(stack
     wait_until(lambda: stack.bot.stderr().count("Booting worker") >= 2, what="two workers")
     sid = session_id_of("linux", stack.ngrok)
     approve = find_button(stack.ask(f"restart {sid}"), "ngrok_approve")
-    threads = [threading.Thread(target=stack.click, args=(approve,)) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wait_until(lambda: stack.action_posts(sid), what="the restart")
-    time.sleep(1.0)
-    assert len(stack.action_posts(sid)) == 1
+    at_once(*(partial(stack.click, approve) for _ in range(6)))
+    assert_one_post(stack, sid)

@@ -290,14 +290,11 @@ def test_the_restart_button_in_a_list_row_opens_the_prompt(stack):
     overflow = next(e for e in row["elements"] if e["type"] == "overflow")
     restart = next(o for o in overflow["options"] if o["text"]["text"].startswith("Restart"))
     url = stack.slack.response_url()
-    payload = {
-        "type": "block_actions", "user": {"id": ALICE}, "api_app_id": "A111",
-        "container": {"type": "message", "message_ts": "1.1", "channel_id": OPS,
-                      "is_ephemeral": True},
-        "channel": {"id": OPS}, "team": {"id": "T111"}, "response_url": url,
-        "actions": [{"action_id": overflow["action_id"], "block_id": row["block_id"],
-                     "type": "overflow", "selected_option": restart, "action_ts": "1.2"}],
+    action = {
+        "action_id": overflow["action_id"], "block_id": row["block_id"], "type": "overflow",
+        "selected_option": restart,
     }  # fmt: skip
+    payload = stack.sender.block_actions(action, user=ALICE, channel=OPS, response_url=url)
     assert stack.sender.interactive(payload).status_code == 200
     prompt = stack.reply(url.rsplit("/", 1)[1])
     assert find_button(prompt, "ngrok_approve")
