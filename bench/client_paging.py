@@ -24,8 +24,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.ngrok import NgrokClient
-from bot.pacing import Pacer
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.pacing import Pacer
 from tests.servers.ngrok_api import NgrokApiServer
 
 SESSIONS = 2_000

@@ -15,11 +15,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.ngrok_models import Endpoint, TunnelSession
-from bot.views import (
+from bot.ngrok.models import Endpoint, TunnelSession
+from bot.slack.blocks import (
     ButtonContext,
-    SessionListPage,
+)
+from bot.slack.views.actions import (
     render_approval_prompt,
+)
+from bot.slack.views.sessions import (
+    SessionListPage,
     render_session_detail,
     render_session_list,
     sessions_that_fit,
@@ -91,7 +95,7 @@ def main() -> None:
             "restart",
             sessions[0],
             requester_id="U01ALICE",
-            approve_value="<signed approval token from bot.approvals>",
+            approve_value="<signed approval token from bot.state.approvals>",
             cancel_value="<signed cancel token>",
             two_person=False,
             ttl_seconds=600,

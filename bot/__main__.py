@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from bot.settings import SettingsError, load_settings_from_environment
+from bot.settings.env import SettingsError, load_settings_from_environment
 
 USAGE = "usage: python -m bot [check]"
 

@@ -17,18 +17,22 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
-from bot.audit import Auditor
-from bot.config import Account, BotConfig
-from bot.fleet import FleetCache
-from bot.groups import GroupDirectory
+from bot import __version__
 from bot.jobs import Jobs
-from bot.ngrok import NgrokClient
-from bot.pacing import shared_pacer
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.fleet_cache import FleetCache
+from bot.ngrok.pacing import shared_pacer
 from bot.policy import account_for_channel, roles_of
-from bot.settings import Settings
-from bot.store import Store, open_store
+from bot.settings.bot_config import Account, BotConfig
+from bot.settings.env import Settings
+from bot.slack.groups import GroupDirectory
+from bot.state.audit import Auditor
+from bot.state.backends import open_store
+from bot.state.store import Store
 
 log = logging.getLogger("ngrok_ops.deps")
+
+USER_AGENT = f"ngrok-ops/{__version__}"
 
 
 def slack_retry_handlers() -> list:
@@ -101,6 +105,7 @@ def build_deps(settings: Settings) -> Deps:
         name: NgrokClient(
             account.api_key,
             base_url=account.api_url or settings.ngrok_api_url,
+            user_agent=USER_AGENT,
             timeout=settings.ngrok_timeout,
             pacer=shared_pacer(
                 account.api_key,

@@ -12,14 +12,17 @@ from collections.abc import Callable
 
 from slack_sdk.errors import SlackApiError
 
+from bot import __version__
 from bot.deps import build_slack_client
 from bot.logs import configure_logging
-from bot.ngrok import NgrokClient
-from bot.ngrok_errors import NgrokError
-from bot.settings import Settings, SettingsError, load_settings_from_environment
-from bot.store import open_store
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.errors import NgrokError
+from bot.settings.env import Settings, SettingsError, load_settings_from_environment
+from bot.state.backends import open_store
 
 Row = tuple[str, bool, str]
+
+USER_AGENT = f"ngrok-ops/{__version__}"
 
 
 def _check(name: str, probe: Callable[[], str]) -> Row:
@@ -52,6 +55,7 @@ def check_rows(settings: Settings) -> list[Row]:
             with NgrokClient(
                 account.api_key,
                 base_url=account.api_url or settings.ngrok_api_url,
+                user_agent=USER_AGENT,
                 timeout=settings.ngrok_timeout,
                 retry_budget=5.0,
             ) as client:

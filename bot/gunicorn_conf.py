@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from bot.jobs import drain_all
-from bot.settings import SettingsError, load_settings_from_environment
+from bot.settings.env import SettingsError, load_settings_from_environment
 
 try:
     _settings = load_settings_from_environment()

@@ -19,8 +19,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.config import ACTIONS, APPROVAL_MODES, EVERYONE, ROLE_NAMES, Account, BotConfig
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.models import TunnelSession
+from bot.settings.bot_config import (
+    ACTIONS,
+    APPROVAL_MODES,
+    EVERYONE,
+    ROLE_NAMES,
+    Account,
+    BotConfig,
+)
 
 VIEW, OPERATE, APPROVE = ROLE_NAMES
 ApprovalMode = Literal["self", "two-person"]

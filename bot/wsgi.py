@@ -15,7 +15,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.app import create_app
 from bot.deps import build_deps
 from bot.logs import configure_logging
-from bot.settings import Settings, load_settings_from_environment
+from bot.settings.env import Settings, load_settings_from_environment
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

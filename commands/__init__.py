@@ -6,8 +6,8 @@ from functools import partial
 
 from slack_bolt import App
 
-from bot import ids
 from bot.deps import Deps
+from bot.slack import ids
 from commands import buttons
 from commands.entry import handle_mention, handle_slash_command, handle_thread_shortcut
 

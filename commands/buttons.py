@@ -15,10 +15,10 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
-from bot.blocks import ButtonValue, decode_button_value, value_of_action
 from bot.deps import Deps
-from bot.views_actions import render_error
-from commands.context import Invocation
+from bot.slack.blocks import ButtonValue, decode_button_value, value_of_action
+from bot.slack.invocation import Invocation
+from bot.slack.views.actions import render_error
 from commands.control import INVALID_BUTTON, approve_own_request, cancel_request, request_action
 from commands.entry import run_later
 from commands.session import show_session

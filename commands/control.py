@@ -11,21 +11,27 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bot.approvals import ApprovalClaims, TokenError, consume_approval, issue_token, verify_token
-from bot.blocks import clip, code_span, message, section
 from bot.deps import Deps
-from bot.ngrok import NgrokClient
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.models import TunnelSession
 from bot.policy import ApprovalMode, approval_mode, may_approve, may_request
-from bot.views_actions import (
+from bot.slack.blocks import clip, code_span, message, section
+from bot.slack.invocation import Invocation
+from bot.slack.views.actions import (
     render_action_result,
     render_approval_prompt,
     render_cancelled,
     render_error,
     render_public_record,
 )
-from bot.views_sessions import unavailable_reason
-from commands.context import Invocation
+from bot.slack.views.sessions import unavailable_reason
+from bot.state.approvals import (
+    ApprovalClaims,
+    TokenError,
+    consume_approval,
+    issue_token,
+    verify_token,
+)
 from commands.execute import Outcome, find_successor, run_action
 from commands.lookup import fetch_session
 

@@ -14,8 +14,8 @@ from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.deps import Deps
-from bot.views_actions import render_error
-from commands.context import Invocation
+from bot.slack.invocation import Invocation
+from bot.slack.views.actions import render_error
 from commands.control import request_action
 from commands.grammar import (
     Command,

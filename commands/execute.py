@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.cel import SessionFilter
-from bot.ngrok import NgrokClient
-from bot.ngrok_errors import NgrokError
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.cel import SessionFilter
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.errors import NgrokError
+from bot.ngrok.models import TunnelSession
 from commands.explain import explain
 
 log = logging.getLogger("ngrok_ops.execute")

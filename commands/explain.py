@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from bot.ngrok_errors import (
+from bot.ngrok.errors import (
     AgentFailed,
     BadRequest,
     ConnectFailed,

@@ -14,9 +14,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from bot.blocks import SESSION_ID_RE, parse_user_ref
-from bot.cel import SessionFilter
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.cel import SessionFilter
+from bot.ngrok.models import TunnelSession
+from bot.slack.blocks import SESSION_ID_RE, parse_user_ref
 
 EXAMPLE_ID = "ts_334AeguNPwngGnMIrd3SZLE7pdZ"
 DEFAULT_LIMIT = 20

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.deps import Deps
 from bot.policy import APPROVE, OPERATE, may_request, may_view
-from bot.views_actions import render_audit, render_error, render_help
-from commands.context import Invocation
+from bot.slack.invocation import Invocation
+from bot.slack.views.actions import render_audit, render_error, render_help
 from commands.grammar import ShowAudit, help_lines
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bot.config import Account
 from bot.deps import Deps
-from bot.ngrok import NgrokClient
-from bot.ngrok_errors import NgrokError
-from bot.ngrok_models import TunnelSession
-from bot.views_actions import render_error
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.errors import NgrokError
+from bot.ngrok.models import TunnelSession
+from bot.settings.bot_config import Account
+from bot.slack.views.actions import render_error
 from commands.explain import explain
 
 Reply = Callable[[dict[str, Any]], Any]

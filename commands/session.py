@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from bot.blocks import ButtonContext
 from bot.deps import Deps
-from bot.ngrok_errors import NgrokError
+from bot.ngrok.errors import NgrokError
 from bot.policy import may_view
-from bot.views_actions import render_error
-from bot.views_sessions import render_session_detail
-from commands.context import Invocation
+from bot.slack.blocks import ButtonContext
+from bot.slack.invocation import Invocation
+from bot.slack.views.actions import render_error
+from bot.slack.views.sessions import render_session_detail
 from commands.lookup import fetch_session
 
 log = logging.getLogger("ngrok_ops.session")

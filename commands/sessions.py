@@ -12,14 +12,14 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from bot.blocks import ButtonContext
 from bot.deps import Deps
-from bot.ngrok_errors import NgrokError
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.errors import NgrokError
+from bot.ngrok.models import TunnelSession
 from bot.policy import may_view
-from bot.views_actions import render_error
-from bot.views_sessions import SessionListPage, render_session_list, sessions_that_fit
-from commands.context import Invocation
+from bot.slack.blocks import ButtonContext
+from bot.slack.invocation import Invocation
+from bot.slack.views.actions import render_error
+from bot.slack.views.sessions import SessionListPage, render_session_list, sessions_that_fit
 from commands.explain import explain
 from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
 

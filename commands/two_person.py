@@ -12,13 +12,13 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.approvals import ApprovalClaims, consume_approval, issue_token
-from bot.blocks import message, section
 from bot.deps import Deps
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.models import TunnelSession
 from bot.policy import may_request
-from bot.views_actions import render_error, render_two_person_request
-from commands.context import Invocation
+from bot.slack.blocks import message, section
+from bot.slack.invocation import Invocation
+from bot.slack.views.actions import render_error, render_two_person_request
+from bot.state.approvals import ApprovalClaims, consume_approval, issue_token
 from commands.control import audit_fields, may_click, perform, verify_click, where_claimed
 from commands.execute import Outcome
 from commands.lookup import fetch_session

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from bot.approvals import (
+from bot.state.approvals import (
     MAX_TOKEN_CHARS,
     ApprovalClaims,
     TokenError,
@@ -19,7 +19,7 @@ from bot.approvals import (
     issue_token,
     verify_token,
 )
-from bot.store import open_store
+from bot.state.backends import open_store
 
 SECRET = b"k3y-material-that-must-never-leak-0123456789"
 NOW = 1_760_000_000.4

@@ -8,10 +8,10 @@ import socket
 
 import httpx
 
-from bot.audit import Auditor
-from bot.ngrok import NgrokClient
-from bot.pacing import Pacer
-from bot.store import open_store
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.pacing import Pacer
+from bot.state.audit import Auditor
+from bot.state.backends import open_store
 from commands.execute import run_action
 
 

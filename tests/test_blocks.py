@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import blocks as bk
-from bot.blocks import ButtonContext, ButtonValue, decode_button_value, encode_button_value
+from bot.slack import blocks as bk
+from bot.slack.blocks import ButtonContext, ButtonValue, decode_button_value, encode_button_value
 
 SID = "ts_334AeguNPwngGnMIrd3SZLE7pdZ"
 ENTITY_OR_PLAIN = re.compile(r"(?:&(?:amp|lt|gt);|[^&<>])*")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bot.cel import SessionFilter, cel_string, cel_timestamp
+from bot.ngrok.cel import SessionFilter, cel_string, cel_timestamp
 
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import config as cfg
-from bot.config import ConfigError, MatchRule, load_config
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.models import TunnelSession
+from bot.settings import bot_config as cfg
+from bot.settings.bot_config import ConfigError, MatchRule, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config.example.yml"

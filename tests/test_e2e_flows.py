@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from bot.approvals import issue_token
-from bot.blocks import decode_button_value
+from bot.slack.blocks import decode_button_value
+from bot.state.approvals import issue_token
 from tests.bot_process import buttons_in, find_button
 from tests.e2e_fixtures import (
     ALICE,

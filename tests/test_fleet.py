@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from bot.fleet import FleetCache
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.fleet_cache import FleetCache
+from bot.ngrok.models import TunnelSession
 
 
 class FakeClock:

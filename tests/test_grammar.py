@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.cel import SessionFilter
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.cel import SessionFilter
+from bot.ngrok.models import TunnelSession
 from commands.grammar import (
     USAGE,
     VERBS,

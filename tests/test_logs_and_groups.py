@@ -8,8 +8,8 @@ import logging
 
 from slack_sdk import WebClient
 
-from bot.groups import GroupDirectory
 from bot.logs import RedactingFormatter
+from bot.slack.groups import GroupDirectory
 
 SECRET = "ngrok-api-key-that-must-not-leak-42"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.models import TunnelSession
 
 RAW = {
     "id": "ts_334AeguNPwngGnMIrd3SZLE7pdZ",

@@ -7,9 +7,9 @@ import httpx
 import pytest
 
 from bot import __version__
-from bot.ngrok import NgrokClient
-from bot.ngrok_errors import BadRequest, NotFound, Unauthorized, Unavailable
-from bot.pacing import Pacer
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.errors import BadRequest, NotFound, Unauthorized, Unavailable
+from bot.ngrok.pacing import Pacer
 
 KEY = "2Zk9qLmNoPqRsTuVwXyZaBcDeFg_7hIjKlMnOpQrStUvWx"
 BASE = "https://api.example.test"
@@ -47,6 +47,7 @@ def page(ids, next_uri=None):
 def make_client(api, **kwargs):
     kwargs.setdefault("pacer", Pacer(max_requests=1000, per_seconds=1.0))
     kwargs.setdefault("sleep", lambda seconds: None)
+    kwargs.setdefault("user_agent", f"ngrok-ops/{__version__}")
     return NgrokClient(KEY, base_url=BASE, transport=httpx.MockTransport(api), **kwargs)
 
 

@@ -8,9 +8,9 @@ from datetime import datetime
 import httpx
 import pytest
 
-from bot.cel import SessionFilter
-from bot.ngrok import NgrokClient
-from bot.ngrok_errors import (
+from bot.ngrok.cel import SessionFilter
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.errors import (
     AgentFailed,
     BadRequest,
     ConnectFailed,
@@ -19,7 +19,7 @@ from bot.ngrok_errors import (
     Unauthorized,
     Unsupported,
 )
-from bot.pacing import Backoff, Pacer
+from bot.ngrok.pacing import Backoff, Pacer
 
 HOSTILE = 'x" || obj.id != "'
 UNKNOWN_ID = "ts_" + "0" * 27
@@ -91,7 +91,7 @@ def test_list_and_get_match_the_server(ngrok_api):
         assert request.body == b""
         assert request.headers["ngrok-version"] == "2"
         assert request.headers["accept"] == "application/json"
-        assert request.headers["user-agent"].startswith("ngrok-ops/")
+        assert request.headers["user-agent"].startswith("ngrok-ops")
         assert request.status == 200
 
 

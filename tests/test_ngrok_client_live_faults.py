@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from bot.ngrok import NgrokClient
-from bot.ngrok_errors import ConnectFailed, MayHaveBeenApplied, Unavailable
-from bot.pacing import Backoff, Pacer
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.errors import ConnectFailed, MayHaveBeenApplied, Unavailable
+from bot.ngrok.pacing import Backoff, Pacer
 from tests.test_ngrok_client_live import CountingTransport, settled_log
 
 

@@ -3,8 +3,8 @@
 import httpx
 import pytest
 
-from bot.ngrok import NgrokClient
-from bot.ngrok_errors import (
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.errors import (
     AgentFailed,
     BadRequest,
     ConnectFailed,
@@ -14,7 +14,7 @@ from bot.ngrok_errors import (
     Unavailable,
     Unsupported,
 )
-from bot.pacing import Backoff, Pacer
+from bot.ngrok.pacing import Backoff, Pacer
 
 KEY = "ngrok-unit-test-key-abcdef"
 BASE = "https://api.example.test"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bot.ngrok_errors import (
+from bot.ngrok.errors import (
     REDACTED,
     AgentFailed,
     BadRequest,

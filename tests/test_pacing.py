@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from bot import pacing
-from bot.pacing import Backoff, Pacer, shared_pacer
+from bot.ngrok import pacing
+from bot.ngrok.pacing import Backoff, Pacer, shared_pacer
 
 
 class FakeClock:

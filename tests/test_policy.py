@@ -3,9 +3,9 @@
 import pytest
 
 from bot import policy
-from bot.config import load_config
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.models import TunnelSession
 from bot.policy import APPROVE, OPERATE, VIEW
+from bot.settings.bot_config import load_config
 
 ENV = {"NGROK_API_KEY": "k" * 40, "NGROK_API_KEY_PROD": "p" * 40}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.settings import SettingsError, load_settings
+from bot.settings.env import SettingsError, load_settings
 
 BOT_TOKEN = "xoxb-1111-2222-FAKEbotTOKENzq81"
 APP_TOKEN = "xapp-1-A111-3333-FAKEappTOKENzq82"

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-import bot.store_redis
-from bot.store import Store, StoreError, StoreUnavailable, open_store
-from bot.store_redis import RedisStore
-from bot.store_sqlite import SqliteStore
+import bot.state.store_redis
+from bot.state.backends import open_store
+from bot.state.store import Store, StoreError, StoreUnavailable
+from bot.state.store_redis import RedisStore
+from bot.state.store_sqlite import SqliteStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WAIT_SECONDS = 15.0
@@ -180,7 +181,7 @@ def test_redis_prefixes_keep_bots_apart(redis_url):
 
 _RACE_CHILD = """
 import json, sys
-from bot.store import open_store
+from bot.state.backends import open_store
 
 config = json.loads(sys.argv[1])
 store = open_store(redis_url=config["redis_url"], sqlite_path=config["sqlite_path"])
@@ -373,8 +374,8 @@ def test_audit_needs_a_numeric_ts_but_keeps_sparse_rows(store):
 
 
 def test_redis_audit_keeps_only_the_newest_rows(redis_url, monkeypatch):
-    monkeypatch.setattr(bot.store_redis, "AUDIT_CAP", 5)
-    monkeypatch.setattr(bot.store_redis, "AUDIT_INDEX_CAP", 3)
+    monkeypatch.setattr(bot.state.store_redis, "AUDIT_CAP", 5)
+    monkeypatch.setattr(bot.state.store_redis, "AUDIT_INDEX_CAP", 3)
     store = RedisStore(redis_url)
     try:
         for ts in range(8):

@@ -25,17 +25,20 @@ from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.web.base_client import BaseClient
 
-from bot import ids
 from bot.app import create_app
 from bot.deps import build_deps
-from bot.settings import load_settings
+from bot.settings.env import load_settings
+from bot.slack import ids
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "tests" / "specs"  # copies of ../shared/specs, so CI needs no sibling folder
 MANIFEST_SCHEMAS = ("slack-manifest.schema.1.0.0.json", "slack-manifest.schema.2.0.0.json")
-BOT_MODULES = sorted((REPO / "bot").glob("*.py"))
-COMMAND_MODULES = sorted((REPO / "commands").glob("*.py"))
-VIEW_MODULES = [REPO / "bot" / "blocks.py", *sorted((REPO / "bot").glob("views*.py"))]
+BOT_MODULES = sorted((REPO / "bot").rglob("*.py"))
+COMMAND_MODULES = sorted((REPO / "commands").rglob("*.py"))
+VIEW_MODULES = [
+    REPO / "bot" / "slack" / "blocks.py",
+    *sorted((REPO / "bot/slack/views").glob("*.py")),
+]
 
 # Scopes each Slack Web API method needs (https://docs.slack.dev/reference/methods/...).
 # A method the code starts calling must be added here, which forces a look at the manifest.
@@ -64,7 +67,7 @@ def parse(path: Path) -> ast.Module:
 def imported_modules(path: Path) -> set[str]:
     """Every module a file imports, anywhere in it; `from a import b` yields `a` and `a.b`
     (b may be a submodule), relative imports are resolved against the file's package."""
-    package = path.parent.name
+    package = ".".join(path.relative_to(REPO).parent.parts)
     found: set[str] = set()
     for node in ast.walk(parse(path)):
         if isinstance(node, ast.Import):
@@ -245,10 +248,10 @@ def test_manifest_scopes_cover_what_the_code_calls():
 
 
 def ids_imported_by(path: Path) -> dict[str, str]:
-    """ACTION_* names a module imports from bot.ids, with the alias it binds."""
+    """ACTION_* names a module imports from bot.slack.ids, with the alias it binds."""
     names = {}
     for node in ast.walk(parse(path)):
-        if isinstance(node, ast.ImportFrom) and node.module == "bot.ids":
+        if isinstance(node, ast.ImportFrom) and node.module == "bot.slack.ids":
             for alias in node.names:
                 if alias.name.startswith("ACTION_"):
                     names[alias.asname or alias.name] = alias.name
@@ -257,7 +260,7 @@ def ids_imported_by(path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("path", VIEW_MODULES, ids=rel)
 def test_renderers_use_only_registered_action_ids(path):
-    module = importlib.import_module(f"bot.{path.stem}")
+    module = importlib.import_module(".".join(path.relative_to(REPO).with_suffix("").parts))
     for bound, name in ids_imported_by(path).items():
         assert getattr(ids, name) in ids.ALL_ACTIONS, f"{rel(path)}: {name} not in ALL_ACTIONS"
         assert getattr(module, bound) == getattr(ids, name)
@@ -288,64 +291,118 @@ def test_buttons_take_their_action_id_from_bot_ids(path):
         )
 
 
-# ---- import direction (DESIGN.md) -----------------------------------------------------------
+# ---- import direction (DESIGN.md): rules per directory, not hand-kept lists ---------------
 
-NGROK_SIDE = ["ngrok.py", "ngrok_errors.py", "ngrok_models.py", "cel.py", "pacing.py"]
-NGROK_SIDE_MODULES = {f"bot.{name.removesuffix('.py')}" for name in NGROK_SIDE}
+PRODUCT_MODULES = {
+    ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): path
+    for path in BOT_MODULES + COMMAND_MODULES
+}
 IO_MODULES = {"httpx", "sqlite3", "redis", "socket", "os", "requests", "subprocess", "urllib3"}
-IO_MODULES |= {"urllib.request", "http.client", "slack_sdk.web", "slack_sdk.WebClient"}
-IO_MODULES |= {"slack_bolt", "bot.ngrok", "bot.store", "bot.store_sqlite", "bot.store_redis"}
-IO_MODULES |= {"bot.deps", "bot.settings", "bot.jobs", "bot.audit", "bot.groups"}
+IO_MODULES |= {"urllib.request", "http.client", "slack_sdk.web", "slack_sdk.WebClient", "huey"}
+IO_MODULES |= {"slack_bolt", "bot.ngrok.client", "bot.deps", "bot.jobs", "bot.settings.env"}
+IO_MODULES |= {"bot.state.store", "bot.state.store_sqlite", "bot.state.store_redis"}
+IO_MODULES |= {"bot.state.audit", "bot.slack.groups", "bot.slack.invocation"}
+# The layers below the composition root: they know their own subject and nothing above it.
+LOWER_PACKAGES = ("bot.ngrok", "bot.state", "bot.slack", "bot.settings")
+UPPER_MODULES = {"bot.app", "bot.deps", "bot.policy", "bot.jobs", "bot.wsgi", "bot.__main__"}
+UPPER_MODULES |= {"bot.doctor", "bot.gunicorn_conf"}
 
 
-@pytest.mark.parametrize("name", NGROK_SIDE)
-def test_ngrok_side_imports_only_stdlib_httpx_and_itself(name):
-    path = REPO / "bot" / name
-    imports = imported_modules(path)
-    assert imports, "the scan found no import at all"
-    for module in imports:
-        if top(module) in sys.stdlib_module_names or top(module) == "httpx":
+def modules_under(package: str) -> list[str]:
+    return sorted(m for m in PRODUCT_MODULES if m == package or m.startswith(package + "."))
+
+
+def product_imports(module: str) -> set[str]:
+    """The product modules one module imports (a `from a import b` names the module a.b when
+    it is one, else the module a)."""
+    found = set()
+    for name in imported_modules(PRODUCT_MODULES[module]):
+        while name and name not in PRODUCT_MODULES:
+            name = name.rpartition(".")[0]
+        if name and name != module:
+            found.add(name)
+    return found
+
+
+def is_third_party_or_stdlib(module: str, allowed: tuple[str, ...]) -> bool:
+    return top(module) in sys.stdlib_module_names or top(module) in allowed
+
+
+@pytest.mark.parametrize("module", modules_under("bot.ngrok"))
+def test_ngrok_package_imports_only_stdlib_httpx_and_itself(module):
+    for name in imported_modules(PRODUCT_MODULES[module]):
+        if name == "__future__" or name.startswith("__future__."):
             continue
-        if module == "__future__" or module.startswith("__future__."):
-            continue
-        if top(module) == "bot":
-            # `from bot import __version__` gives "bot" and "bot.__version__";
-            # `from bot.pacing import Pacer` gives "bot.pacing" and "bot.pacing.Pacer".
-            allowed = module in ("bot", "bot.__version__") or module in NGROK_SIDE_MODULES
-            allowed = allowed or module.rsplit(".", 1)[0] in NGROK_SIDE_MODULES
-            assert allowed, f"bot/{name} imports {module}"
-            continue
-        pytest.fail(f"bot/{name} imports {module}, which is neither stdlib nor httpx")
+        if top(name) == "bot":
+            assert name.startswith("bot.ngrok"), f"{module} imports {name}"
+        else:
+            assert is_third_party_or_stdlib(name, ("httpx",)), f"{module} imports {name}"
 
 
-def test_import_scan_sees_imports_anywhere(tmp_path):
+@pytest.mark.parametrize("package", LOWER_PACKAGES)
+def test_lower_packages_import_nothing_above_them(package):
+    offenders = {
+        module: sorted(
+            product_imports(module) & UPPER_MODULES
+            | {m for m in product_imports(module) if top(m) == "commands"}
+        )
+        for module in modules_under(package)
+    }
+    assert {m: bad for m, bad in offenders.items() if bad} == {}
+
+
+@pytest.mark.parametrize("module", modules_under("bot.slack"))
+def test_slack_package_does_no_ngrok_io(module):
+    assert "bot.ngrok.client" not in product_imports(module)
+
+
+def test_nothing_under_bot_imports_commands_but_the_composition_root():
+    offenders = [
+        m for m in modules_under("bot") if any(top(i) == "commands" for i in product_imports(m))
+    ]
+    assert offenders == ["bot.app"]
+
+
+def test_commands_do_not_import_the_entry_points():
+    forbidden = {"bot.app", "bot.wsgi", "bot.__main__", "bot.gunicorn_conf"}
+    offenders = {
+        m: sorted(product_imports(m) & forbidden)
+        for m in modules_under("commands")
+        if product_imports(m) & forbidden
+    }
+    assert offenders == {}
+
+
+def test_no_import_cycles_among_product_modules():
+    graph = {module: product_imports(module) for module in PRODUCT_MODULES}
+    # A package imports its own modules only through `from pkg import mod`; that is not a cycle.
+    for module, imports in graph.items():
+        imports -= {m for m in imports if module.startswith(m + ".")}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_import_scan_sees_imports_anywhere(tmp_path, monkeypatch):
     """The scanner itself: it must notice an import inside a function, and relative ones."""
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
     sample = tmp_path / "bot" / "sample.py"
     sample.parent.mkdir()
     sample.write_text("def f():\n    import commands.x\nfrom . import app\n", encoding="utf-8")
     assert {"commands.x", "bot.app"} <= imported_modules(sample)
-
-
-def test_only_entry_points_in_bot_import_commands():
-    entry_points = {"app.py", "wsgi.py", "__main__.py"}
-    offenders = [
-        rel(path)
-        for path in BOT_MODULES
-        if path.name not in entry_points
-        and any(top(m) == "commands" for m in imported_modules(path))
-    ]
-    assert offenders == []
-    assert any(top(m) == "commands" for m in imported_modules(REPO / "bot" / "app.py"))
-
-
-def test_commands_do_not_import_the_entry_points():
-    forbidden = {"bot.app", "bot.wsgi", "bot.__main__"}
-    offenders = {
-        rel(path): sorted(imported_modules(path) & forbidden)
-        for path in COMMAND_MODULES
-        if imported_modules(path) & forbidden
-    }
-    assert offenders == {}
 
 
 @pytest.mark.parametrize("path", VIEW_MODULES, ids=rel)
@@ -373,8 +430,8 @@ def test_only_settings_reads_the_environment():
         for path in BOT_MODULES + COMMAND_MODULES
         if reads_environment(parse(path))
     }
-    assert readers == {"bot/settings.py": readers.get("bot/settings.py")}
-    assert readers["bot/settings.py"], "the scan must at least find settings.py"
+    assert set(readers) <= {rel(p) for p in (REPO / "bot" / "settings").glob("*.py")}
+    assert readers.get("bot/settings/env.py"), "the scan must at least find settings/env.py"
 
 
 def test_environment_scan_sees_every_spelling():

@@ -11,8 +11,14 @@ from datetime import UTC, datetime
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot import blocks as bk
-from bot.ids import (
+from bot.ngrok.models import Endpoint, TunnelSession
+from bot.slack import blocks as bk
+from bot.slack.blocks import (
+    ButtonContext,
+    ButtonValue,
+    decode_button_value,
+)
+from bot.slack.ids import (
     ACTION_APPROVE,
     ACTION_ASK_APPROVAL,
     ACTION_CANCEL,
@@ -23,13 +29,7 @@ from bot.ids import (
     ACTION_TWO_PERSON_DENY,
     ALL_ACTIONS,
 )
-from bot.ngrok_models import Endpoint, TunnelSession
-from bot.views import (
-    ButtonContext,
-    ButtonValue,
-    SessionListPage,
-    decode_button_value,
-    max_sessions_per_message,
+from bot.slack.views.actions import (
     render_action_result,
     render_approval_prompt,
     render_audit,
@@ -37,9 +37,13 @@ from bot.views import (
     render_error,
     render_help,
     render_public_record,
+    render_two_person_request,
+)
+from bot.slack.views.sessions import (
+    SessionListPage,
+    max_sessions_per_message,
     render_session_detail,
     render_session_list,
-    render_two_person_request,
     sessions_that_fit,
 )
 from commands.grammar import VERBS, help_lines
@@ -626,8 +630,8 @@ def test_empty_audit():
 
 
 def test_two_person_request_pings_configured_approvers_only_while_waiting():
-    from bot.blocks import member_mention
-    from bot.views_actions import render_two_person_request
+    from bot.slack.blocks import member_mention
+    from bot.slack.views.actions import render_two_person_request
 
     assert member_mention("U0BOB") == "<@U0BOB>"
     assert member_mention("S0SRE") == "<!subteam^S0SRE>"

@@ -18,8 +18,8 @@ from typing import Literal
 
 import yaml
 
-from bot.ngrok_models import TunnelSession
-from bot.yaml_lines import YamlReader, join_path, show
+from bot.ngrok.models import TunnelSession
+from bot.settings.yaml_lines import YamlReader, join_path, show
 
 ROLE_NAMES = ("viewer", "operator", "approver")
 ACTIONS = ("restart", "stop", "update")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
-from bot.approvals import derive_secret
-from bot.config import BotConfig, ConfigError, load_config
+from bot.settings.bot_config import BotConfig, ConfigError, load_config
+from bot.state.approvals import derive_secret
 
 Mode = Literal["http", "socket"]
 

@@ -76,18 +76,6 @@ class Store(Protocol):
         ...
 
 
-def open_store(*, redis_url: str | None, sqlite_path: str) -> Store:
-    """Redis when a URL is given (shared by many processes and machines), else the SQLite file."""
-    # Imported here so the backends can import the helpers below without a cycle.
-    if redis_url:
-        from bot.store_redis import RedisStore
-
-        return RedisStore(redis_url)
-    from bot.store_sqlite import SqliteStore
-
-    return SqliteStore(sqlite_path)
-
-
 def check_ttl(ttl_seconds: float) -> float:
     """A TTL must be a positive, finite number of seconds; anything else is a caller bug."""
     if (

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.ngrok_models import TunnelSession
+from bot.ngrok.models import TunnelSession
 
 Key = tuple[str, str]
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.store import Store
+from bot.state.store import Store
 
 VERSION = "v1"
 MAX_TOKEN_CHARS = 2000  # Slack's limit for a button `value`

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot import blocks as bk
-from bot.blocks import ButtonContext, ButtonValue, Op
-from bot.ids import ACTION_DETAILS, ACTION_PAGE, ACTION_REQUEST
-from bot.ngrok_models import Endpoint, TunnelSession
+from bot.ngrok.models import Endpoint, TunnelSession
+from bot.slack import blocks as bk
+from bot.slack.blocks import ButtonContext, ButtonValue, Op
+from bot.slack.ids import ACTION_DETAILS, ACTION_PAGE, ACTION_REQUEST
 
 OP_LABEL: dict[Op, str] = {"restart": "Restart", "update": "Update", "stop": "Stop"}
 OP_EFFECT: dict[Op, str] = {

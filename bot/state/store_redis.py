@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from bot.store import (
+from bot.state.store import (
     StoreError,
     StoreUnavailable,
     audit_users,

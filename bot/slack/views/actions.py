@@ -12,17 +12,17 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from bot import blocks as bk
-from bot.blocks import Op
-from bot.ids import (
+from bot.ngrok.models import TunnelSession
+from bot.slack import blocks as bk
+from bot.slack.blocks import Op
+from bot.slack.ids import (
     ACTION_APPROVE,
     ACTION_ASK_APPROVAL,
     ACTION_CANCEL,
     ACTION_TWO_PERSON_APPROVE,
     ACTION_TWO_PERSON_DENY,
 )
-from bot.ngrok_models import TunnelSession
-from bot.views_sessions import OP_EFFECT, OP_LABEL, session_summary
+from bot.slack.views.sessions import OP_EFFECT, OP_LABEL, session_summary
 
 TwoPersonState = Literal["requested", "running", "done", "failed", "denied", "expired"]
 _PAST: dict[Op, str] = {

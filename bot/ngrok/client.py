@@ -21,8 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from bot import __version__
-from bot.ngrok_errors import (
+from bot.ngrok.errors import (
     BadRequest,
     ConnectFailed,
     MayHaveBeenApplied,
@@ -34,8 +33,8 @@ from bot.ngrok_errors import (
     error_from_response,
     outcome_unknown,
 )
-from bot.ngrok_models import Endpoint, SessionPage, TunnelSession
-from bot.pacing import DEFAULT_BACKOFF, Backoff, Pacer, shared_pacer
+from bot.ngrok.models import Endpoint, SessionPage, TunnelSession
+from bot.ngrok.pacing import DEFAULT_BACKOFF, Backoff, Pacer, shared_pacer
 
 Action = Literal["restart", "stop", "update"]
 ACTIONS: tuple[Action, ...] = ("restart", "stop", "update")
@@ -78,6 +77,7 @@ class NgrokClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        user_agent: str = "ngrok-ops",
     ) -> None:
         self._secrets = (api_key,)
         self._pacer = pacer if pacer is not None else shared_pacer(api_key)
@@ -93,7 +93,7 @@ class NgrokClient:
             headers={
                 "Authorization": f"Bearer {api_key}",
                 "Ngrok-Version": "2",
-                "User-Agent": f"ngrok-ops/{__version__}",
+                "User-Agent": user_agent,
                 "Accept": "application/json",
             },
             timeout=httpx.Timeout(timeout),

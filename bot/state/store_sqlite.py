@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.store import (
+from bot.state.store import (
     StoreError,
     StoreUnavailable,
     check_audit_entry,

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from bot.blocks import clip, escape
-from bot.store import Store, StoreError
+from bot.slack.blocks import clip, escape
+from bot.state.store import Store, StoreError
 
 log = logging.getLogger("ngrok_ops.audit")
 
