@@ -19,12 +19,12 @@ from bot.ngrok.models import Endpoint, TunnelSession
 from bot.slack.blocks import (
     ButtonContext,
 )
-from bot.slack.views.actions import (
+from bot.slack.views.approvals import (
     render_approval_prompt,
 )
+from bot.slack.views.details import render_session_detail
 from bot.slack.views.sessions import (
     SessionListPage,
-    render_session_detail,
     render_session_list,
     sessions_that_fit,
 )

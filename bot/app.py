@@ -9,7 +9,7 @@ from slack_bolt import App, BoltResponse, Respond
 
 import commands
 from bot.deps import Deps
-from commands.entry import SORRY
+from bot.slack.views.errors import SORRY
 
 # Listeners only parse, check and hand work to bot.jobs, so a few threads ack everything;
 # a pool larger than Bolt's default 5 still keeps acks quick when Slack retries pile up.

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
@@ -26,6 +27,7 @@ from bot.policy import account_for_channel, roles_of
 from bot.settings.bot_config import Account, BotConfig
 from bot.settings.env import Settings
 from bot.slack.groups import GroupDirectory
+from bot.slack.views.audit import render_audit_line
 from bot.state.audit import Auditor
 from bot.state.backends import open_store
 from bot.state.store import Store
@@ -35,7 +37,7 @@ log = logging.getLogger("ngrok_ops.deps")
 USER_AGENT = f"ngrok-ops/{__version__}"
 
 
-def slack_retry_handlers() -> list:
+def slack_retry_handlers() -> list[Any]:
     """429s wait for Retry-After (Slack did nothing) and failed connections are retried.
     5xx answers are not: chat.postMessage is not idempotent, and a retried one could post a
     second approval request whose buttons nobody tracks."""
@@ -47,7 +49,10 @@ def slack_retry_handlers() -> list:
 
 def build_slack_client(settings: Settings) -> WebClient:
     """The one WebClient of the process, pointed at SLACK_API_URL when set."""
-    kwargs: dict = {"token": settings.slack_bot_token, "retry_handlers": slack_retry_handlers()}
+    kwargs: dict[str, Any] = {
+        "token": settings.slack_bot_token,
+        "retry_handlers": slack_retry_handlers(),
+    }
     if settings.slack_api_url:
         kwargs["base_url"] = settings.slack_api_url
     return WebClient(**kwargs)
@@ -123,8 +128,8 @@ def build_deps(settings: Settings) -> Deps:
         if member.startswith("S")
     }
 
-    def announce(channel: str, text: str) -> None:
-        slack.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+    def announce(channel: str, entry: dict[str, Any]) -> None:
+        slack.chat_postMessage(channel=channel, text=render_audit_line(entry), unfurl_links=False)
 
     auditor = Auditor(store, audit_channel=settings.config.audit_channel, announce=announce)
     return Deps(

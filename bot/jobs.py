@@ -123,7 +123,8 @@ class Jobs:
             if timer.is_alive():
                 # Work that was promised for later (the restart that completes an update,
                 # a request's expiry) will not happen in this process: say which.
-                fn = timer.args[0] if timer.args else None
+                args = list(timer.args or ())
+                fn = args[0] if args else None
                 log.warning("shutting down: cancelled scheduled job %s", _name(fn))
             timer.cancel()
         if not self.wait_idle(timeout):
@@ -138,7 +139,7 @@ def drain_all(timeout: float = 10.0) -> None:
         jobs.shutdown(timeout=timeout)
 
 
-def _name(fn: Callable[..., Any]) -> str:
+def _name(fn: object) -> str:
     return getattr(fn, "__qualname__", repr(fn))
 
 

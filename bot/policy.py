@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.ngrok.models import TunnelSession
+from bot.ngrok.models import ACTIONS, Action, TunnelSession
 from bot.settings.bot_config import (
-    ACTIONS,
     APPROVAL_MODES,
     EVERYONE,
     ROLE_NAMES,
@@ -128,14 +127,38 @@ def approval_mode(config: BotConfig, action: str, session: TunnelSession) -> App
     return "self"
 
 
-def strictest_approval_mode(
-    config: BotConfig, action: str, sessions: Iterable[TunnelSession]
+def approval_mode_for_request(
+    config: BotConfig, action: Action, sessions: Iterable[TunnelSession]
 ) -> ApprovalMode:
-    """For one request covering several sessions: two-person if any of them needs it."""
-    modes = {approval_mode(config, action, session) for session in sessions}
+    """For one request covering one or several sessions: two-person if any of them needs it.
+    An update is completed by a restart the bot sends, so it needs what a restart needs too."""
+    actions: tuple[Action, ...] = ("update", "restart") if action == "update" else (action,)
+    modes = {approval_mode(config, a, s) for s in sessions for a in actions}
     if "two-person" in modes or not config.configured:
         return "two-person"
     return "self"
+
+
+def may_read_audit(roles: frozenset[str]) -> Decision:
+    """The audit log names people and agents, so it is for those who act or approve."""
+    if roles & {OPERATE, APPROVE}:
+        return Decision(True, "You are an operator or an approver.")
+    return Decision(
+        False,
+        "Only operators and approvers can read the audit log: ask an admin to add you "
+        "to roles.operator or roles.approver in BOT_CONFIG.",
+    )
+
+
+def allowed_verbs(config: BotConfig, roles: frozenset[str], channel_id: str) -> set[str]:
+    """The verbs this user may run in this channel, so help shows only what will work."""
+    verbs = {"help"}
+    if may_view(config, roles, channel_id).allowed:
+        verbs |= {"sessions", "session"}
+    verbs |= {a for a in ACTIONS if may_request(config, roles, a, channel_id).allowed}
+    if may_read_audit(roles).allowed:
+        verbs.add("audit")
+    return verbs
 
 
 def may_approve(

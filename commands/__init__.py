@@ -8,25 +8,24 @@ from slack_bolt import App
 
 from bot.deps import Deps
 from bot.slack import ids
-from commands import buttons
-from commands.entry import handle_mention, handle_slash_command, handle_thread_shortcut
+from commands import listeners
 
 ACTION_HANDLERS = {
-    ids.ACTION_DETAILS: buttons.handle_details,
-    ids.ACTION_REQUEST: buttons.handle_request,
-    ids.ACTION_PAGE: buttons.handle_page,
-    ids.ACTION_APPROVE: buttons.handle_approve,
-    ids.ACTION_CANCEL: buttons.handle_cancel,
-    ids.ACTION_ASK_APPROVAL: buttons.handle_ask_approval,
-    ids.ACTION_TWO_PERSON_APPROVE: buttons.handle_two_person_approve,
-    ids.ACTION_TWO_PERSON_DENY: buttons.handle_two_person_deny,
+    ids.ACTION_DETAILS: listeners.handle_details,
+    ids.ACTION_REQUEST: listeners.handle_request,
+    ids.ACTION_PAGE: listeners.handle_page,
+    ids.ACTION_APPROVE: listeners.handle_approve,
+    ids.ACTION_CANCEL: listeners.handle_cancel,
+    ids.ACTION_ASK_APPROVAL: listeners.handle_ask_approval,
+    ids.ACTION_TWO_PERSON_APPROVE: listeners.handle_two_person_approve,
+    ids.ACTION_TWO_PERSON_DENY: listeners.handle_two_person_deny,
 }
 
 
 def register(app: App, deps: Deps) -> None:
     """Binds every listener; handlers get `deps` through functools.partial, never a global."""
-    app.command(ids.SLASH_COMMAND)(partial(handle_slash_command, deps=deps))
-    app.event("app_mention")(partial(handle_mention, deps=deps))
-    app.shortcut(ids.SHORTCUT_THREAD_SESSIONS)(partial(handle_thread_shortcut, deps=deps))
+    app.command(ids.SLASH_COMMAND)(partial(listeners.handle_slash_command, deps=deps))
+    app.event("app_mention")(partial(listeners.handle_mention, deps=deps))
+    app.shortcut(ids.SHORTCUT_THREAD_SESSIONS)(partial(listeners.handle_thread_shortcut, deps=deps))
     for action_id, handler in ACTION_HANDLERS.items():
         app.action(action_id)(partial(handler, deps=deps))

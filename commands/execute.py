@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from bot.ngrok.cel import SessionFilter
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.errors import NgrokError
-from bot.ngrok.models import TunnelSession
+from bot.ngrok.models import Action, TunnelSession
 from commands.explain import explain
 
 log = logging.getLogger("ngrok_ops.execute")
@@ -32,7 +32,7 @@ class Outcome:
     may_have_been_applied: bool = False
 
 
-DONE = {
+DONE: dict[Action, str] = {
     "restart": "The agent is restarting; it comes back with a new session id.",
     "stop": "The agent was told to stop; it exits and does not come back on its own.",
     "update": "The agent is installing the latest minor version.",
@@ -40,12 +40,12 @@ DONE = {
 
 
 def run_action(
-    client: NgrokClient, op: str, session_id: str, *, clock: Callable[[], float] = time.monotonic
+    client: NgrokClient, op: Action, session_id: str, *, clock: Callable[[], float] = time.monotonic
 ) -> Outcome:
     """Sends the one POST for an approved action and explains the result."""
     started = clock()
     try:
-        client.act(op, session_id)  # type: ignore[arg-type]
+        client.act(op, session_id)
     except NgrokError as error:
         return Outcome(
             ok=False,

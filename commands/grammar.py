@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from bot.ngrok.cel import SessionFilter
-from bot.ngrok.models import TunnelSession
-from bot.slack.blocks import SESSION_ID_RE, parse_user_ref
+from bot.ngrok.models import SESSION_ID_RE, Action, TunnelSession, as_action
+from bot.slack.blocks import parse_user_ref
 
 EXAMPLE_ID = "ts_334AeguNPwngGnMIrd3SZLE7pdZ"
 DEFAULT_LIMIT = 20
@@ -168,7 +168,7 @@ class ShowSession:
 
 @dataclass(frozen=True)
 class RequestAction:
-    op: Literal["restart", "stop", "update"]
+    action: Action
     session_id: str
 
 
@@ -237,9 +237,11 @@ def parse_command(text: str) -> Command:
         return Help()
     if verb == "sessions":
         return ListSessions(_parse_query(args))
-    if verb in ("session", "restart", "stop", "update"):
-        session_id = _one_session_id(verb, args)
-        return ShowSession(session_id) if verb == "session" else RequestAction(verb, session_id)
+    action = as_action(verb)
+    if action is not None:
+        return RequestAction(action, _one_session_id(verb, args))
+    if verb == "session":
+        return ShowSession(_one_session_id(verb, args))
     if verb == "audit":
         return _parse_audit(args)
     close = difflib.get_close_matches(word, [*VERBS, *ALIASES], n=1, cutoff=0.6)

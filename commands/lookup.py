@@ -8,16 +8,21 @@ from typing import Any
 from bot.deps import Deps
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.errors import NgrokError
-from bot.ngrok.models import TunnelSession
+from bot.ngrok.models import Action, TunnelSession
 from bot.settings.bot_config import Account
-from bot.slack.views.actions import render_error
+from bot.slack.views.errors import render_error
 from commands.explain import explain
 
 Reply = Callable[[dict[str, Any]], Any]
 
 
 def fetch_session(
-    deps: Deps, channel_id: str, session_id: str, *, reply: Reply, op: str | None = None
+    deps: Deps,
+    channel_id: str,
+    session_id: str,
+    *,
+    reply: Reply,
+    action: Action | None = None,
 ) -> tuple[Account, NgrokClient, TunnelSession] | None:
     """The channel's account, its client and the session; None after `reply` said why not.
     The policy checks before it already refuse channels without an account; the sentence
@@ -30,5 +35,5 @@ def fetch_session(
     try:
         return account, client, client.get_session(session_id)
     except NgrokError as error:
-        reply(render_error(explain(error, action=op, session_id=session_id)))
+        reply(render_error(explain(error, action=action, session_id=session_id)))
         return None

@@ -18,7 +18,7 @@ from bot.ngrok.models import TunnelSession
 from bot.policy import may_view
 from bot.slack.blocks import ButtonContext
 from bot.slack.invocation import Invocation
-from bot.slack.views.actions import render_error
+from bot.slack.views.errors import render_error
 from bot.slack.views.sessions import SessionListPage, render_session_list, sessions_that_fit
 from commands.explain import explain
 from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
@@ -80,7 +80,7 @@ def build_page(
 
 
 def list_sessions(inv: Invocation, deps: Deps, query: SessionQuery, *, cursor: str = "") -> None:
-    """Renders one page for the invocation: public in threads, private for slash commands."""
+    """Renders one page; a page click replaces the list it came from."""
     refusal = may_view(deps.config, deps.roles(inv.user_id), inv.channel_id)
     if not refusal.allowed:
         inv.private(render_error(refusal.reason))
@@ -96,12 +96,7 @@ def list_sessions(inv: Invocation, deps: Deps, query: SessionQuery, *, cursor: s
         now=datetime.now(UTC),
         context=context,
     )
-    if inv.entry == "action":
-        inv.replace(message)
-    elif inv.entry in ("mention", "shortcut"):
-        inv.public(message)
-    else:
-        inv.private(message)
+    inv.answer(message, in_place=True)
 
 
 def turn_page(inv: Invocation, deps: Deps, query_text: str, cursor: str) -> None:

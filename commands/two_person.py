@@ -7,46 +7,25 @@ handling one click, run the action once. The public message is edited at every s
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from slack_sdk.errors import SlackApiError
-
 from bot.deps import Deps
-from bot.ngrok.models import TunnelSession
 from bot.policy import may_request
-from bot.slack.blocks import message, section
 from bot.slack.invocation import Invocation
-from bot.slack.views.actions import render_error, render_two_person_request
+from bot.slack.views.approvals import TwoPersonState, render_two_person_request
+from bot.slack.views.errors import render_error
+from bot.slack.views.follow_ups import render_approval_requested
 from bot.state.approvals import ApprovalClaims, consume_approval, issue_token
-from commands.control import audit_fields, may_click, perform, verify_click, where_claimed
+from bot.state.requests import TwoPersonRequest
+from commands.approval import (
+    audit_fields,
+    edit_request,
+    expire_request,
+    may_click,
+    perform,
+    verify_click,
+    where_claimed,
+)
 from commands.execute import Outcome
 from commands.lookup import fetch_session
-
-log = logging.getLogger("ngrok_ops.two_person")
-
-
-def _render(record: dict[str, Any], state: str, **extra: Any) -> dict[str, Any]:
-    return render_two_person_request(
-        record["action"],
-        TunnelSession.from_api(record["session"]),
-        state=state,  # type: ignore[arg-type]
-        requester_id=record["requester"],
-        ttl_seconds=record["ttl"],
-        **extra,
-    )
-
-
-def _edit(deps: Deps, record: dict[str, Any], state: str, **extra: Any) -> None:
-    """Edits the public request in place; a failed edit is logged, the state is in the store."""
-    if not record.get("ts"):
-        return
-    try:
-        deps.slack.chat_update(
-            channel=record["channel"], ts=record["ts"], **_render(record, state, **extra)
-        )
-    except SlackApiError as error:
-        log.warning("could not edit request %s: %s", record["id"], error.response.get("error"))
 
 
 def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
@@ -54,15 +33,15 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
     claims = verify_click(inv, deps, token, {"ask"})
     if claims is None:
         return
-    op, session_id = claims.action, claims.targets[0]
+    action, session_id = claims.action, claims.targets[0]
     if inv.user_id != claims.requester:
         inv.private(render_error("Only the person who asked for this can send it for approval."))
         return
-    decision = may_request(deps.config, deps.roles(inv.user_id), op, claims.channel)
+    decision = may_request(deps.config, deps.roles(inv.user_id), action, claims.channel)
     if not decision.allowed:
         inv.private(render_error(decision.reason))
         return
-    found = fetch_session(deps, claims.channel, session_id, reply=inv.private, op=op)
+    found = fetch_session(deps, claims.channel, session_id, reply=inv.private, action=action)
     if found is None:
         return
     account, _, session = found
@@ -70,37 +49,35 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
         inv.private(render_error("This request was already sent for approval."))
         return
     ttl = deps.config.approval_ttl_seconds
-    request_id = claims.nonce
+    request = TwoPersonRequest(
+        id=claims.nonce,
+        state="requested",
+        action=action,
+        session=session,
+        requester=claims.requester,
+        channel=claims.channel,
+        thread_ts=claims.thread_ts,
+        account=account.name,
+        ttl=ttl,
+    )
     approver_token, _ = issue_token(
         secret=deps.settings.approval_secret,
-        action=op,
+        action=action,
         targets=[session.id],
         requester=claims.requester,
         channel=claims.channel,
         thread_ts=claims.thread_ts,
         ttl_seconds=ttl,
         kind="two-person",
-        request_id=request_id,
+        request_id=request.id,
         now=deps.clock(),
     )
-    record = {
-        "id": request_id,
-        "state": "requested",
-        "action": op,
-        "session": session.to_api(),
-        "requester": claims.requester,
-        "channel": claims.channel,
-        "thread_ts": claims.thread_ts,
-        "account": account.name,
-        "ttl": ttl,
-    }
-    deps.store.put_request(request_id, record, ttl_seconds=ttl + 3600)
-    where = where_claimed(inv, claims)
+    deps.store.put_request(request.id, request.to_record(), ttl_seconds=ttl + 3600)
     approvers = sorted(deps.config.roles.get("approver", frozenset()) - {claims.requester})
-    ts = where.public(
-        _render(
-            record,
-            "requested",
+    ts = where_claimed(inv, claims).public(
+        render_two_person_request(
+            request,
+            state="requested",
             approve_value=approver_token,
             deny_value=approver_token,
             approvers=approvers,
@@ -109,7 +86,7 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
     if not ts:
         # Nobody could see the request, so nobody could approve it: withdraw it now.
         deps.store.transition_request(
-            request_id, expect_state="requested", new_state="withdrawn", changes={}
+            request.id, expect_state="requested", new_state="withdrawn", changes={}
         )
         inv.replace(
             render_error(
@@ -119,91 +96,68 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
         )
         return
     deps.store.transition_request(
-        request_id, expect_state="requested", new_state="requested", changes={"ts": ts}
+        request.id, expect_state="requested", new_state="requested", changes={"ts": ts}
     )
-    place = "thread" if claims.thread_ts else "channel"
-    text = f"Approval requested in the {place}; someone with the approver role must approve it."
-    inv.replace(message(text, [section(text)]))
+    inv.replace(render_approval_requested(in_thread=bool(claims.thread_ts)))
     deps.auditor.record(
         "approval_requested", actor=inv.user_id, **audit_fields(claims, session, account.name)
     )
-    deps.jobs.later(ttl, expire_request, deps, request_id)
+    deps.jobs.later(ttl, expire_request, deps, request.id)
 
 
-def expire_request(deps: Deps, request_id: str) -> None:
-    """Runs at the expiry time in whichever process scheduled it; a no-op once decided."""
-    record = deps.store.transition_request(
-        request_id, expect_state="requested", new_state="expired", changes={}
-    )
-    if record is None:
-        return
-    deps.auditor.record(
-        "expired",
-        actor=record["requester"],
-        action=record["action"],
-        session_id=record["session"]["id"],
-        requester=record["requester"],
-        channel=record["channel"],
-        request_id=request_id,
-        account=record["account"],
-    )
-    _edit(deps, record, "expired")
-
-
-def _load_request(inv: Invocation, deps: Deps, claims: ApprovalClaims) -> dict[str, Any] | None:
+def _load_request(inv: Invocation, deps: Deps, claims: ApprovalClaims) -> TwoPersonRequest | None:
     record = deps.store.get_request(claims.request_id or "")
     if record is None:
         inv.private(render_error("This request is no longer known; ask for a new one."))
-    return record
+        return None
+    return TwoPersonRequest.from_record(record)
 
 
 def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
     """Approve or Deny on the public request."""
-    claims = verify_click(inv, deps, token, {"two-person"}, on_expired_request=expire_request)
+    claims = verify_click(inv, deps, token, {"two-person"})
     if claims is None:
         return
-    record = _load_request(inv, deps, claims)
-    if record is None:
+    request = _load_request(inv, deps, claims)
+    if request is None:
         return
-    op = claims.action
     withdrawing = not approve and inv.user_id == claims.requester
     if not withdrawing and not may_click(
-        inv, deps, claims, mode="two-person", account=record["account"]
+        inv, deps, claims, mode="two-person", account=request.account
     ):
         return
-    new_state = "running" if approve else "denied"
     won = deps.store.transition_request(
-        record["id"], expect_state="requested", new_state=new_state,
+        request.id, expect_state="requested", new_state="running" if approve else "denied",
         changes={"decided_by": inv.user_id},
     )  # fmt: skip
     if won is None:
-        current = deps.store.get_request(record["id"]) or record
+        current = deps.store.get_request(request.id) or request.to_record()
         inv.private(render_error(f"This request is already {current.get('state', 'decided')}."))
         return
-    session = TunnelSession.from_api(won["session"])
-    fields = audit_fields(claims, session, won["account"])
+    decided = TwoPersonRequest.from_record(won)
+    fields = audit_fields(claims, decided.session, decided.account)
     if not approve:
-        event = "withdrawn" if withdrawing else "denied"
-        deps.auditor.record(event, actor=inv.user_id, **fields)
-        _edit(deps, won, "denied", actor_id=inv.user_id)
+        deps.auditor.record("withdrawn" if withdrawing else "denied", actor=inv.user_id, **fields)
+        edit_request(deps, decided, "denied", actor_id=inv.user_id)
         return
     deps.auditor.record("approved", actor=inv.user_id, approver=inv.user_id, **fields)
-    _edit(deps, won, "running", actor_id=inv.user_id)
+    edit_request(deps, decided, "running", actor_id=inv.user_id)
     bound = deps.ngrok_for(claims.channel)
     assert bound is not None  # may_approve refuses channels without an account
     _, client = bound
 
     def announce(outcome: Outcome) -> None:
-        state = "done" if outcome.ok else "failed"
+        state: TwoPersonState = "done" if outcome.ok else "failed"
         done = deps.store.transition_request(
-            won["id"], expect_state="running", new_state=state, changes={}
+            decided.id, expect_state="running", new_state=state, changes={}
         )
-        _edit(
-            deps, done or won, state, actor_id=inv.user_id,
-            detail="" if outcome.ok else outcome.sentence, elapsed_seconds=outcome.seconds,
+        edit_request(
+            deps, TwoPersonRequest.from_record(done) if done else decided, state,
+            actor_id=inv.user_id, detail="" if outcome.ok else outcome.sentence,
+            elapsed_seconds=outcome.seconds,
         )  # fmt: skip
 
     perform(
-        deps, where_claimed(inv, claims), client, op, session, approver=inv.user_id,
-        fields=fields, announce=announce,
+        deps, where_claimed(inv, claims), client, decided.action, decided.session,
+        approver=inv.user_id, fields=fields, announce=announce,
     )  # fmt: skip

@@ -11,7 +11,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app import create_app
 from bot.deps import build_deps
 from bot.settings.env import load_settings
-from commands.entry import SORRY
+from bot.slack.views.errors import SORRY
 
 SECRET = "unit-signing-secret-0123456789"
 

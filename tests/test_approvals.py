@@ -172,7 +172,7 @@ def test_twenty_five_targets_fit_in_a_button_value():
     targets = [f"ts_{i:02d}{'x' * 25}" for i in range(25)]
     token, _ = issue(
         targets=targets,
-        action="update-then-restart",
+        action="update",
         kind="two-person",
         request_id="req_" + "r" * 22,
         requester="U0123456789AB",

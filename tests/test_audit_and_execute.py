@@ -10,6 +10,7 @@ import httpx
 
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.pacing import Pacer
+from bot.slack.views.audit import render_audit_line
 from bot.state.audit import Auditor
 from bot.state.backends import open_store
 from commands.execute import run_action
@@ -37,9 +38,11 @@ def test_the_audit_line_escapes_and_never_cuts_an_entity():
     store = open_store(redis_url=None, sqlite_path=":memory:")
     announced = []
     auditor = Auditor(
-        store, audit_channel="C0AUDIT", announce=lambda ch, text: announced.append(text),
+        store,
+        audit_channel="C0AUDIT",
+        announce=lambda ch, entry: announced.append(render_audit_line(entry)),
         stream=io.StringIO(),
-    )  # fmt: skip
+    )
     auditor.record("failed", action="stop", actor="U0ALICE", detail="&" * 600 + "<!channel>")
     line = announced[0]
     assert "<!channel>" not in line and "&amp;" in line

@@ -225,7 +225,7 @@ default_account: prod
         (
             "rules:\n  - action: [restart, reboot]\n    approval: self\n",
             "config.yml:2: rules[0].action[1]: 'reboot' is not an action; "
-            "expected one of: restart, stop, update",
+            "expected one of: restart, update, stop",
         ),
         (
             "rules:\n  - action: restar\n    approval: self\n",

@@ -101,13 +101,13 @@ def test_actions_post_empty_json_and_change_the_fleet(ngrok_api):
     updated = ngrok_api.add_session(os="linux", agent_version="3.20.0", metadata="update-me")
     transport = CountingTransport()
     with client_for(ngrok_api, transport=transport) as client:
-        client.stop_session(stopped["id"])
+        client.act("stop", stopped["id"])
         client.act("restart", restarted["id"])
-        client.update_session(updated["id"])
+        client.act("update", updated["id"])
         with pytest.raises(NotFound):
             client.get_session(stopped["id"])
         with pytest.raises(AgentFailed) as already:
-            client.update_session(updated["id"])
+            client.act("update", updated["id"])
     assert already.value.error_code == "ERR_NGROK_809"
     assert len(transport.paths("POST")) == 4
     posts = [r for r in settled_log(ngrok_api, 5) if r.method == "POST"]
@@ -242,7 +242,7 @@ def test_not_found_end_to_end(ngrok_api):
         with pytest.raises(NotFound) as got:
             client.get_session(UNKNOWN_ID)
         with pytest.raises(NotFound) as posted:
-            client.restart_session(UNKNOWN_ID)
+            client.act("restart", UNKNOWN_ID)
     for caught in (got, posted):
         assert caught.value.status == 404
         assert caught.value.error_code is None
@@ -258,10 +258,10 @@ def test_unsupported_end_to_end(ngrok_api):
     transport = CountingTransport()
     with client_for(ngrok_api, transport=transport) as client:
         cases = [
-            (lambda: client.restart_session(windows["id"]), "ERR_NGROK_804"),
-            (lambda: client.update_session(ssh["id"]), "ERR_NGROK_1121"),
-            (lambda: client.restart_session(ssh["id"]), "ERR_NGROK_1122"),
-            (lambda: client.stop_session(managed_off["id"]), "ERR_NGROK_805"),
+            (lambda: client.act("restart", windows["id"]), "ERR_NGROK_804"),
+            (lambda: client.act("update", ssh["id"]), "ERR_NGROK_1121"),
+            (lambda: client.act("restart", ssh["id"]), "ERR_NGROK_1122"),
+            (lambda: client.act("stop", managed_off["id"]), "ERR_NGROK_805"),
         ]
         for call, code in cases:
             with pytest.raises(Unsupported) as caught:
@@ -277,16 +277,16 @@ def test_legacy_plan_is_unsupported(ngrok_api_factory):
     sid = server.session_ids()[0]
     with client_for(server) as client:
         with pytest.raises(Unsupported) as stop:
-            client.stop_session(sid)
+            client.act("stop", sid)
         with pytest.raises(Unsupported) as update:
-            client.update_session(sid)
+            client.act("update", sid)
     assert (stop.value.error_code, update.value.error_code) == ("ERR_NGROK_1701", "ERR_NGROK_1702")
 
 
 def test_agent_failed_when_no_update_is_available(ngrok_api):
     latest = ngrok_api.add_session(os="linux", agent_version="3.26.1")
     with client_for(ngrok_api) as client, pytest.raises(AgentFailed) as caught:
-        client.update_session(latest["id"])
+        client.act("update", latest["id"])
     assert "no update available" in caught.value.message
 
 

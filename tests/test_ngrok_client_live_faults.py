@@ -73,7 +73,7 @@ def test_posts_are_sent_once_when_they_may_have_arrived(ngrok_api, kind):
     transport = CountingTransport()
     client = client_for(ngrok_api, timeout=0.3, transport=transport)
     with client, pytest.raises(MayHaveBeenApplied) as caught:
-        client.stop_session(sid)
+        client.act("stop", sid)
     assert caught.value.may_have_been_applied is True
     assert "outcome is unknown" in caught.value.message
     assert transport.paths() == [f"/tunnel_sessions/{sid}/stop"]
@@ -83,7 +83,7 @@ def test_err_810_applied_the_action_although_it_failed(ngrok_api):
     sid = ngrok_api.add_session(os="linux")["id"]
     ngrok_api.inject_fault("err_810", method="POST")
     with client_for(ngrok_api) as client, pytest.raises(MayHaveBeenApplied) as caught:
-        client.stop_session(sid)
+        client.act("stop", sid)
     assert caught.value.error_code == "ERR_NGROK_810"
     assert caught.value.status == 502
     assert ngrok_api.session(sid) is None
@@ -93,7 +93,7 @@ def test_posts_are_retried_after_a_429(ngrok_api):
     sid = ngrok_api.add_session(os="linux")["id"]
     ngrok_api.inject_fault("429", method="POST")
     with client_for(ngrok_api) as client:
-        client.stop_session(sid)
+        client.act("stop", sid)
     assert [(r.method, r.status) for r in settled_log(ngrok_api, 2)] == [
         ("POST", 429),
         ("POST", 204),
@@ -113,7 +113,7 @@ def test_posts_to_a_closed_port_fail_without_maybe(ngrok_api_factory):
         retry_budget=0.2,
     )
     with client, pytest.raises(ConnectFailed) as caught:
-        client.restart_session("ts_1")
+        client.act("restart", "ts_1")
     assert caught.value.may_have_been_applied is False
 
 

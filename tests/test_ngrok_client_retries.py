@@ -225,7 +225,7 @@ def test_posts_are_never_resent_once_they_may_have_arrived(op, failure):
 def test_posts_are_retried_when_surely_not_applied(failure):
     script = Script(failure, NO_CONTENT)
     with make_client(script) as client:
-        client.restart_session("ts_1")
+        client.act("restart", "ts_1")
     assert len(script.requests) == 2
     assert all(r.content == b"{}" for r in script.requests)
 
@@ -235,7 +235,7 @@ def test_post_that_never_connects_fails_as_connect_failed_after_the_budget():
     script = Script(httpx.ConnectError)
     client = make_client(script, clock, retry_budget=5.0)
     with client, pytest.raises(ConnectFailed) as caught:
-        client.stop_session("ts_1")
+        client.act("stop", "ts_1")
     assert isinstance(caught.value, Unavailable)
     assert caught.value.may_have_been_applied is False
     assert sum(clock.sleeps) == pytest.approx(5.0)
@@ -256,7 +256,7 @@ def test_post_that_never_connects_fails_as_connect_failed_after_the_budget():
 def test_posts_raise_other_errors_once(reply, expected):
     script = Script(reply, NO_CONTENT)
     with make_client(script) as client, pytest.raises(expected) as caught:
-        client.update_session("ts_1")
+        client.act("update", "ts_1")
     assert len(script.requests) == 1
     assert caught.value.may_have_been_applied is False
 

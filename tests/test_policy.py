@@ -170,8 +170,8 @@ def test_approval_mode_follows_the_first_matching_rule(action, session, mode):
 def test_strictest_mode_for_several_sessions():
     calm = TunnelSession(id="ts_1", region="us")
     prod = TunnelSession(id="ts_2", metadata="env=prod")
-    assert policy.strictest_approval_mode(CONFIG, "restart", [calm]) == "self"
-    assert policy.strictest_approval_mode(CONFIG, "restart", [calm, prod]) == "two-person"
+    assert policy.approval_mode_for_request(CONFIG, "restart", [calm]) == "self"
+    assert policy.approval_mode_for_request(CONFIG, "restart", [calm, prod]) == "two-person"
 
 
 def test_unknown_action_is_a_programming_error():
@@ -248,3 +248,15 @@ def test_approval_refused_without_a_config():
 def test_unknown_mode_is_a_programming_error():
     with pytest.raises(ValueError, match="three-person"):
         approve({APPROVE}, "U0A", "U0B", "three-person")
+
+
+def test_an_update_needs_what_its_restart_needs():
+    eu = TunnelSession(id="ts_1", region="eu")  # update: self; restart in eu: two-person
+    assert policy.approval_mode(CONFIG, "update", eu) == "self"
+    assert policy.approval_mode_for_request(CONFIG, "update", [eu]) == "two-person"
+
+
+def test_audit_is_for_operators_and_approvers_only():
+    assert policy.may_read_audit(frozenset({OPERATE})).allowed
+    assert not policy.may_read_audit(frozenset({"viewer"})).allowed
+    assert "roles.operator" in policy.may_read_audit(frozenset()).reason

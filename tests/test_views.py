@@ -29,23 +29,30 @@ from bot.slack.ids import (
     ACTION_TWO_PERSON_DENY,
     ALL_ACTIONS,
 )
-from bot.slack.views.actions import (
+from bot.slack.views.approvals import (
     render_action_result,
     render_approval_prompt,
-    render_audit,
     render_cancelled,
-    render_error,
-    render_help,
     render_public_record,
     render_two_person_request,
+)
+from bot.slack.views.audit import (
+    render_audit,
+)
+from bot.slack.views.details import render_session_detail
+from bot.slack.views.errors import (
+    render_error,
+)
+from bot.slack.views.help import (
+    render_help,
 )
 from bot.slack.views.sessions import (
     SessionListPage,
     max_sessions_per_message,
-    render_session_detail,
     render_session_list,
     sessions_that_fit,
 )
+from bot.state.requests import TwoPersonRequest
 from commands.grammar import VERBS, help_lines
 
 NOW = datetime(2025, 9, 25, 22, 40, 0, tzinfo=UTC)
@@ -529,13 +536,18 @@ def test_public_record_of_a_failure_by_one_person():
     assert f"Requested and approved by <@{REQUESTER}>" in text
 
 
+def two_person(action, session, requester):
+    return TwoPersonRequest(
+        id="req1", state="requested", action=action, session=session, requester=requester,
+        channel="C0INCIDENT", thread_ts=None, account="default", ttl=600,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("state", ["requested", "running", "done", "failed", "denied", "expired"])
 def test_two_person_request_states(state):
     message = render_two_person_request(
-        "stop",
-        make(0, metadata=HOSTILE),
+        two_person("stop", make(0, metadata=HOSTILE), REQUESTER),
         state=state,
-        requester_id=REQUESTER,
         approve_value="tp.approve",
         deny_value="tp.deny",
         actor_id=APPROVER,
@@ -631,21 +643,20 @@ def test_empty_audit():
 
 def test_two_person_request_pings_configured_approvers_only_while_waiting():
     from bot.slack.blocks import member_mention
-    from bot.slack.views.actions import render_two_person_request
 
     assert member_mention("U0BOB") == "<@U0BOB>"
     assert member_mention("S0SRE") == "<!subteam^S0SRE>"
     assert member_mention("*") is None and member_mention("<!channel>") is None
     session = TunnelSession.from_api({"id": "ts_" + "A" * 27, "metadata": "<!channel>"})
     waiting = render_two_person_request(
-        "stop", session, state="requested", requester_id="U0ALICE", approve_value="v",
+        two_person("stop", session, "U0ALICE"), state="requested", approve_value="v",
         deny_value="v", approvers=["U0BOB", "S0SRE", "*"],
     )  # fmt: skip
     text = json.dumps(waiting)
     assert "Approvers: <@U0BOB> <!subteam^S0SRE>" in text
     assert "<!channel>" not in text.replace("Approvers", "")
     done = render_two_person_request(
-        "stop", session, state="done", requester_id="U0ALICE", actor_id="U0BOB",
+        two_person("stop", session, "U0ALICE"), state="done", actor_id="U0BOB",
         approvers=["U0BOB"],
     )  # fmt: skip
     assert "Approvers" not in json.dumps(done)

@@ -16,7 +16,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Collection, Iterator
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -33,11 +33,9 @@ from bot.ngrok.errors import (
     error_from_response,
     outcome_unknown,
 )
-from bot.ngrok.models import Endpoint, SessionPage, TunnelSession
+from bot.ngrok.models import ACTIONS, Action, Endpoint, SessionPage, TunnelSession
 from bot.ngrok.pacing import DEFAULT_BACKOFF, Backoff, Pacer, shared_pacer
 
-Action = Literal["restart", "stop", "update"]
-ACTIONS: tuple[Action, ...] = ("restart", "stop", "update")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _T = TypeVar("_T")
 # Transport errors raised before a single byte of the request went out.
@@ -151,18 +149,6 @@ class NgrokClient:
     def get_session(self, session_id: str) -> TunnelSession:
         raw = self._get_json(f"/tunnel_sessions/{self._checked_id(session_id)}")
         return TunnelSession.from_api(raw)
-
-    def restart_session(self, session_id: str) -> None:
-        """The agent re-execs and comes back under a NEW session id; not on Windows."""
-        self._post_action("restart", session_id)
-
-    def stop_session(self, session_id: str) -> None:
-        """The agent exits."""
-        self._post_action("stop", session_id)
-
-    def update_session(self, session_id: str) -> None:
-        """The agent starts updating itself; restart it (>= 10 s later) to run the new binary."""
-        self._post_action("update", session_id)
 
     def act(self, op: Action, session_id: str) -> None:
         if op not in ACTIONS:

@@ -6,10 +6,24 @@ The API omits empty fields and may add new ones at any time, so every field is r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
+
+Action = Literal["restart", "update", "stop"]
+"""The three things the API can ask an agent to do; the one spelling of them (mypy holds it)."""
+ACTIONS: tuple[Action, ...] = get_args(Action)
+SESSION_ID_RE = re.compile(r"ts_[A-Za-z0-9]{20,40}")
+
+
+def as_action(text: str) -> Action | None:
+    """Narrows a string from outside (a token, a button, a config file) to an Action."""
+    for action in ACTIONS:
+        if text == action:
+            return action
+    return None
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -141,3 +155,25 @@ class SessionPage:
 
     sessions: tuple[TunnelSession, ...]
     next_page_uri: str | None = None
+
+
+def unsupported_reason(action: Action, session: TunnelSession) -> str | None:
+    """Why `action` cannot work on this agent, as one sentence; None when it can. A fact of
+    the agents (Windows cannot re-exec itself, SSH sessions have no agent), not of policy."""
+    if session.is_ssh and action == "restart":
+        return (
+            "Restart is not available: SSH reverse-tunnel sessions cannot be restarted; stop it "
+            "and reconnect over SSH."
+        )
+    if session.is_ssh and action == "update":
+        return "Update is not available: SSH reverse-tunnel sessions have no ngrok agent to update."
+    if session.is_windows and action == "restart":
+        return (
+            "Restart is not available: Windows agents cannot restart themselves; stop it and let "
+            "the service manager start it again."
+        )
+    return None
+
+
+def supported_actions(session: TunnelSession) -> tuple[Action, ...]:
+    return tuple(action for action in ACTIONS if unsupported_reason(action, session) is None)

@@ -124,7 +124,7 @@ class Backoff:
     cap: float = 8.0
 
     def ceiling(self, attempt: int) -> float:
-        return min(self.cap, self.base * 2 ** min(attempt, 62))
+        return min(self.cap, self.base * 2.0 ** min(attempt, 62))
 
     def delay(self, attempt: int, rand: Callable[[], float]) -> float:
         return rand() * self.ceiling(attempt)

@@ -14,15 +14,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
-from bot.ngrok.models import TunnelSession
+from bot.ngrok.models import ACTIONS, Action, TunnelSession, as_action
 from bot.settings.yaml_lines import YamlReader, join_path, show
+from bot.slack.ids import CONVERSATION_ID_RE, GROUP_ID_RE, USER_ID_RE
 
 ROLE_NAMES = ("viewer", "operator", "approver")
-ACTIONS = ("restart", "stop", "update")
 APPROVAL_MODES = ("self", "two-person")
 EVERYONE = "*"
 DEFAULT_ACCOUNT_NAME = "default"
@@ -45,9 +45,6 @@ CHANNEL_KEYS = ("account", "actions")
 RULE_KEYS = ("action", "approval", "match")
 MATCH_KEYS = ("metadata_contains", "regions", "oses", "agent_versions")
 
-_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
-_GROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -96,7 +93,7 @@ class MatchRule:
 
 @dataclass(frozen=True)
 class ActionRule:
-    action: str
+    action: Action
     approval: Literal["self", "two-person"]
     match: MatchRule = MatchRule()
 
@@ -198,7 +195,11 @@ def _build(
     ttl = _duration(reader, node.get("approval_ttl"), "approval_ttl")
     audit = node.get("audit_channel")
     audit_channel = reader.text(audit, "audit_channel") if audit is not None else None
-    if audit_channel is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,}", audit_channel):
+    if (
+        audit is not None
+        and audit_channel is not None
+        and not re.fullmatch(r"[CG][A-Z0-9]{2,}", audit_channel)
+    ):
         reader.problem(
             audit, "audit_channel", f"{show(audit_channel)} is not a Slack channel id (C… or G…)"
         )
@@ -223,7 +224,7 @@ def _roles(reader: YamlReader, node: yaml.Node | None) -> dict[str, frozenset[st
     ).items():
         members = set()
         for member, member_node, path in reader.texts(members_node, f"roles.{role}"):
-            if member == EVERYONE or _USER_ID.fullmatch(member) or _GROUP_ID.fullmatch(member):
+            if member == EVERYONE or USER_ID_RE.fullmatch(member) or GROUP_ID_RE.fullmatch(member):
                 members.add(member)
             else:
                 reader.problem(
@@ -300,7 +301,7 @@ def _implicit_account(
     return {}, {DEFAULT_ACCOUNT_NAME}
 
 
-def _api_url(reader: YamlReader, fields: dict, path: str) -> str | None:
+def _api_url(reader: YamlReader, fields: dict[str, Any], path: str) -> str | None:
     if "api_url" not in fields:
         return None
     node = fields["api_url"][1]
@@ -333,7 +334,7 @@ def _channels(
     channels: dict[str, ChannelBinding] = {}
     for channel_id, (key_node, value_node) in (reader.mapping(node, "channels") or {}).items():
         path = join_path("channels", channel_id)
-        if not _CHANNEL_ID.fullmatch(channel_id):
+        if not CONVERSATION_ID_RE.fullmatch(channel_id):
             reader.problem(
                 key_node, path, f"{show(channel_id)} is not a Slack channel id (C…, G… or D…)"
             )
@@ -391,12 +392,16 @@ def _rules(reader: YamlReader, node: yaml.Node | None) -> tuple[ActionRule, ...]
                 )
             elif match.is_catch_all:
                 catch_all[action] = path
-            if approval is not None:
-                rules.append(ActionRule(action, approval, match))  # type: ignore[arg-type]
+            if approval == "self":
+                rules.append(ActionRule(action, "self", match))
+            elif approval == "two-person":
+                rules.append(ActionRule(action, "two-person", match))
     return tuple(rules)
 
 
-def _rule_actions(reader: YamlReader, fields: dict, path: str) -> list[tuple[str, yaml.Node]]:
+def _rule_actions(
+    reader: YamlReader, fields: dict[str, Any], path: str
+) -> list[tuple[Action, yaml.Node]]:
     if "action" not in fields:
         return []
     node = fields["action"][1]
@@ -405,7 +410,7 @@ def _rule_actions(reader: YamlReader, fields: dict, path: str) -> list[tuple[str
         reader.problem(node, f"{path}.action", f"must name at least one of: {', '.join(ACTIONS)}")
     actions = []
     for _, item_node, item_path in items:
-        action = reader.choice(item_node, item_path, ACTIONS, "an action")
+        action = as_action(reader.choice(item_node, item_path, ACTIONS, "an action") or "")
         if action is not None:
             actions.append((action, item_node))
     return actions
@@ -452,7 +457,7 @@ def _unknown_account(name: str, declared: set[str]) -> str:
     return f"{show(name)} is not one of the accounts ({known})"
 
 
-def _frozen(mapping: dict) -> Mapping:
+def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
 

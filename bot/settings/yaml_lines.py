@@ -95,7 +95,7 @@ class YamlReader:
     ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
         """key -> (key node, value node); None (and a problem) when it is not a mapping.
         Unknown and duplicate keys are reported and left out."""
-        if self.is_null(node):
+        if node is None or self.is_null(node):
             return {}
         if not isinstance(node, yaml.MappingNode):
             self.problem(
@@ -134,7 +134,7 @@ class YamlReader:
         return entries
 
     def sequence(self, node: yaml.Node | None, path: str) -> list[yaml.Node]:
-        if self.is_null(node):
+        if node is None or self.is_null(node):
             return []
         if not isinstance(node, yaml.SequenceNode):
             self.problem(node, path, f"must be a list, not {_kind(node, self.scalar(node))}")
@@ -153,7 +153,7 @@ class YamlReader:
         self, node: yaml.Node | None, path: str, allow_blank: bool = False
     ) -> list[tuple[str, yaml.Node, str]]:
         """A list of texts, or one text standing for a list of one: (text, node, path)."""
-        if self.is_null(node):
+        if node is None or self.is_null(node):
             return []
         if isinstance(node, yaml.SequenceNode):
             items = [(item, f"{path}[{index}]") for index, item in enumerate(node.value)]

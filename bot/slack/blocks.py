@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from bot.ngrok.models import ACTIONS, SESSION_ID_RE
+from bot.slack.ids import CHANNEL_ID_RE, GROUP_ID_RE, THREAD_TS_RE, USER_ID_RE
+
 # Limits from Slack's Block Kit reference (see shared/reference/slack-platform.md §4).
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -36,16 +39,10 @@ MAX_MESSAGE_TEXT = 12_000
 MAX_FALLBACK_TEXT = 300
 
 ELLIPSIS = "…"
-SESSION_ID_RE = re.compile(r"ts_[A-Za-z0-9]{20,40}")
-USER_ID_RE = re.compile(r"[UW][A-Z0-9]{2,30}")
-_CHANNEL_ID_RE = re.compile(r"[A-Z][A-Z0-9]{0,39}")
-_THREAD_TS_RE = re.compile(r"\d{1,12}\.\d{1,9}")
 # A backtick would end a code span early; U+02CB looks alike and is inert.
 _BACKTICK_STANDIN = "\u02cb"
 
-Op = Literal["restart", "stop", "update"]
-OPS: tuple[Op, ...] = ("restart", "update", "stop")
-BUTTON_OPS = ("details", "page", *OPS)
+BUTTON_OPS = ("details", "page", *ACTIONS)
 
 
 # --- escaping and truncation ---------------------------------------------------------------
@@ -128,7 +125,7 @@ def member_mention(member_id: str) -> str | None:
     request pings the people who can approve it; None for anything else (such as "*")."""
     if USER_ID_RE.fullmatch(member_id):
         return f"<@{member_id}>"
-    if re.fullmatch(r"S[A-Z0-9]{2,30}", member_id):
+    if GROUP_ID_RE.fullmatch(member_id):
         return f"<!subteam^{member_id}>"
     return None
 
@@ -383,9 +380,9 @@ def _check_value(value: ButtonValue) -> None:
         raise ValueError("button value has no valid session id")
     if value.op != "page" and (value.query or value.cursor):
         raise ValueError("only page buttons carry a query or cursor")
-    if value.channel_id and not _CHANNEL_ID_RE.fullmatch(value.channel_id):
+    if value.channel_id and not CHANNEL_ID_RE.fullmatch(value.channel_id):
         raise ValueError("button value has a malformed channel id")
-    if value.thread_ts and not _THREAD_TS_RE.fullmatch(value.thread_ts):
+    if value.thread_ts and not THREAD_TS_RE.fullmatch(value.thread_ts):
         raise ValueError("button value has a malformed thread ts")
 
 
@@ -404,6 +401,7 @@ def value_of_action(action: Mapping[str, Any]) -> str:
     if isinstance(value, str):
         return value
     selected = action.get("selected_option")
-    if isinstance(selected, Mapping) and isinstance(selected.get("value"), str):
-        return selected["value"]
+    chosen = selected.get("value") if isinstance(selected, Mapping) else None
+    if isinstance(chosen, str):
+        return chosen
     return ""

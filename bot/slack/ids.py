@@ -4,6 +4,15 @@ The renderers put these ids into buttons, `commands.register` binds handlers to 
 `manifest.yml` declares the command and the shortcut; a test holds the three together.
 """
 
+import re
+
+# The shapes of Slack's own ids, defined once for parsing, config checks and mentions.
+USER_ID_RE = re.compile(r"[UW][A-Z0-9]{2,30}")
+GROUP_ID_RE = re.compile(r"S[A-Z0-9]{2,30}")
+CHANNEL_ID_RE = re.compile(r"[A-Z][A-Z0-9]{0,39}")
+CONVERSATION_ID_RE = re.compile(r"[CGD][A-Z0-9]{2,39}")
+THREAD_TS_RE = re.compile(r"\d{1,12}\.\d{1,9}")
+
 SLASH_COMMAND = "/ngrok"
 SHORTCUT_THREAD_SESSIONS = "ngrok_thread_sessions"
 

@@ -4,7 +4,8 @@ Slash commands, mentions, shortcuts and button clicks each offer different ways 
 only some have a `response_url`, slash commands never run in threads, and a click on an
 ephemeral message can only be edited through its own `response_url`. `Invocation` hides
 that behind three verbs: `private` (only the user sees it), `public` (the channel or
-thread sees it) and `replace` (edit the message that was clicked).
+thread sees it) and `replace` (edit the message that was clicked); `answer` is the one
+rule for which of them a command's answer uses.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ class Invocation:
     thread_ts: str | None
     client: WebClient
     respond: Respond | None = None
+
+    def answer(self, message: dict[str, Any], *, in_place: bool = False) -> None:
+        """A command's answer: in a thread (mention, shortcut) everyone there sees it; a
+        slash command's is private; a click replaces its message when `in_place` (paging)
+        and otherwise answers privately (a Details click must not replace the list)."""
+        if in_place and self.entry == "action":
+            self.replace(message)
+        elif self.entry in ("mention", "shortcut"):
+            self.public(message)
+        else:
+            self.private(message)
 
     def private(self, message: dict[str, Any]) -> None:
         """An ephemeral reply to the requester, in the thread when there is one."""

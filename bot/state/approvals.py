@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot.ngrok.models import Action, as_action
 from bot.state.store import Store
 
 VERSION = "v1"
@@ -54,7 +55,7 @@ class TokenError(ValueError):
 class ApprovalClaims:
     """What a token vouches for; times are whole epoch seconds."""
 
-    action: str
+    action: Action
     targets: tuple[str, ...]
     requester: str
     channel: str
@@ -87,7 +88,7 @@ def derive_secret(*, approval_secret: str | None, signing_secret: str) -> bytes:
 def issue_token(
     *,
     secret: bytes,
-    action: str,
+    action: Action,
     targets: Sequence[str],
     requester: str,
     channel: str,
@@ -204,8 +205,11 @@ def _from_wire(payload: str) -> ApprovalClaims:
         wire = json.loads(_b64decode(payload))
         if not isinstance(wire, dict) or not isinstance(wire.get("t"), list):
             raise TypeError("claims must be an object with a list of targets")
+        action = as_action(wire["a"]) if isinstance(wire["a"], str) else None
+        if action is None:
+            raise ValueError("unknown action")
         claims = ApprovalClaims(
-            action=wire["a"],
+            action=action,
             targets=tuple(wire["t"]),
             requester=wire["r"],
             channel=wire["c"],

@@ -1,7 +1,8 @@
 """One record per request, approval, denial, expiry, execution and result.
 
 Each record becomes a JSON line on stdout (for the log pipeline), a row in the store (for
-`/ngrok audit`) and, when an audit channel is configured, a line there. The public record
+`/ngrok audit`) and, when an audit channel is configured, a line there (worded by
+bot.slack.views.audit, posted by whoever built the Auditor). The public record
 in the requester's thread is posted by the command that ran the action, because only it
 knows which message to edit.
 """
@@ -16,39 +17,9 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from bot.slack.blocks import clip, escape
 from bot.state.store import Store, StoreError
 
 log = logging.getLogger("ngrok_ops.audit")
-
-EVENT_VERBS = {
-    "requested": "asked to",
-    "approval_requested": "asked a second person to approve:",
-    "approved": "approved:",
-    "denied": "denied:",
-    "withdrawn": "withdrew the request to",
-    "expired": "expired:",
-    "cancelled": "cancelled:",
-    "executed": "ran",
-    "failed": "failed to",
-    "refused": "was refused:",
-}
-
-
-def format_audit_line(entry: dict[str, Any]) -> str:
-    """A one-line mrkdwn summary; every value is escaped because metadata is untrusted."""
-    actor = entry.get("actor") or "?"
-    verb = EVENT_VERBS.get(str(entry.get("event")), str(entry.get("event")))
-    parts = [f"<@{escape(str(actor))}> {escape(verb)} *{escape(str(entry.get('action', '')))}*"]
-    if entry.get("session_id"):
-        parts.append(f"`{escape(str(entry['session_id']))}`")
-    if entry.get("account"):
-        parts.append(f"(account {escape(str(entry['account']))})")
-    if entry.get("detail"):
-        parts.append(f"— {clip(str(entry['detail']), 500)}")
-    if entry.get("duration_ms") is not None:
-        parts.append(f"in {entry['duration_ms'] / 1000:.1f} s")
-    return " ".join(parts)
 
 
 class Auditor:
@@ -59,7 +30,7 @@ class Auditor:
         store: Store,
         *,
         audit_channel: str | None,
-        announce: Callable[[str, str], None] | None,
+        announce: Callable[[str, dict[str, Any]], None] | None,
         stream: IO[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -87,7 +58,7 @@ class Auditor:
             log.exception("could not store the audit record; it is in the JSON log line")
         if self._audit_channel and self._announce is not None:
             try:
-                self._announce(self._audit_channel, format_audit_line(entry))
+                self._announce(self._audit_channel, entry)
             except Exception:
                 log.exception("could not post the audit record to the audit channel")
         return entry

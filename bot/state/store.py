@@ -37,17 +37,17 @@ class Store(Protocol):
         """
         ...
 
-    def put_request(self, request_id: str, record: dict, *, ttl_seconds: float) -> None:
+    def put_request(self, request_id: str, record: dict[str, Any], *, ttl_seconds: float) -> None:
         """Store (or replace) a two-person request; `record["state"]` must be a string."""
         ...
 
-    def get_request(self, request_id: str) -> dict | None:
+    def get_request(self, request_id: str) -> dict[str, Any] | None:
         """The request record, or None when unknown or expired."""
         ...
 
     def transition_request(
-        self, request_id: str, *, expect_state: str, new_state: str, changes: dict
-    ) -> dict | None:
+        self, request_id: str, *, expect_state: str, new_state: str, changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Atomic compare-and-set on `record["state"]`.
 
         Returns the new record (old record, updated with `changes`, with `state=new_state`), or
@@ -56,14 +56,14 @@ class Store(Protocol):
         """
         ...
 
-    def add_audit(self, entry: dict) -> None:
+    def add_audit(self, entry: dict[str, Any]) -> None:
         """Append one audit row: ts (epoch seconds, required), action, actor, session_id, outcome
         and optionally requester, approver and anything else JSON-serialisable."""
         ...
 
     def recent_audit(
         self, *, limit: int = 10, session_id: str | None = None, user_id: str | None = None
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Newest first (by ts, then insertion). `user_id` matches actor, requester or approver."""
         ...
 
@@ -94,7 +94,9 @@ def check_request_record(record: Mapping[str, Any]) -> None:
         raise ValueError('A request record must be a dict with a string "state".')
 
 
-def next_request_record(record: Mapping[str, Any], new_state: str, changes: Mapping) -> dict:
+def next_request_record(
+    record: Mapping[str, Any], new_state: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
     """The record after a transition; `new_state` wins over a "state" key in `changes`."""
     return {**record, **changes, "state": new_state}
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 from collections.abc import Iterator
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -109,20 +110,20 @@ class RedisStore:
             )
         return bool(claimed)
 
-    def put_request(self, request_id: str, record: dict, *, ttl_seconds: float) -> None:
+    def put_request(self, request_id: str, record: dict[str, Any], *, ttl_seconds: float) -> None:
         check_request_record(record)
         raw = json.dumps(record, separators=(",", ":"))
         with self._redis_errors():
             self._client.set(self._key("request", request_id), raw, px=_millis(ttl_seconds))
 
-    def get_request(self, request_id: str) -> dict | None:
+    def get_request(self, request_id: str) -> dict[str, Any] | None:
         with self._redis_errors():
             raw = self._client.get(self._key("request", request_id))
         return None if raw is None else json.loads(raw)
 
     def transition_request(
-        self, request_id: str, *, expect_state: str, new_state: str, changes: dict
-    ) -> dict | None:
+        self, request_id: str, *, expect_state: str, new_state: str, changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
         key = self._key("request", request_id)
         with self._redis_errors(), self._client.pipeline() as pipe:
             while True:
@@ -143,14 +144,14 @@ class RedisStore:
                     # Someone changed (or expired) the request between GET and EXEC: look again.
                     continue
 
-    def add_audit(self, entry: dict) -> None:
+    def add_audit(self, entry: dict[str, Any]) -> None:
         ts = check_audit_entry(entry)
         keys = [self._key("audit", "seq"), self._key("audit", "all")]
         session_id = entry.get("session_id")
         if isinstance(session_id, str) and session_id:
             keys.append(self._key("audit", "session", session_id))
         keys.extend(self._key("audit", "user", user) for user in audit_users(entry))
-        args = [
+        args: list[str | int | float] = [
             json.dumps(entry, separators=(",", ":")),
             repr(ts),
             AUDIT_CAP,
@@ -162,7 +163,7 @@ class RedisStore:
 
     def recent_audit(
         self, *, limit: int = 10, session_id: str | None = None, user_id: str | None = None
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         limit = clamp_limit(limit)
         if limit == 0:
             return []
@@ -176,7 +177,7 @@ class RedisStore:
         end = -1 if session_id is not None and user_id is not None else limit - 1
         with self._redis_errors():
             members = self._client.zrange(key, 0, end, desc=True)
-        entries = [json.loads(member.split("|", 1)[1]) for member in members]
+        entries = [json.loads(str(member).split("|", 1)[1]) for member in cast(list[str], members)]
         if session_id is not None and user_id is not None:
             entries = [entry for entry in entries if user_id in audit_users(entry)]
         return entries[:limit]

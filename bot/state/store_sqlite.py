@@ -154,7 +154,7 @@ class SqliteStore:
             self._purge_expired(conn, now)
         return claimed == 1
 
-    def put_request(self, request_id: str, record: dict, *, ttl_seconds: float) -> None:
+    def put_request(self, request_id: str, record: dict[str, Any], *, ttl_seconds: float) -> None:
         check_request_record(record)
         ttl = check_ttl(ttl_seconds)
         raw = json.dumps(record, separators=(",", ":"))
@@ -168,7 +168,7 @@ class SqliteStore:
             )
             self._purge_expired(conn, now)
 
-    def get_request(self, request_id: str) -> dict | None:
+    def get_request(self, request_id: str) -> dict[str, Any] | None:
         with self._lock, _sqlite_errors(self._path):
             row = (
                 self._connection()
@@ -181,8 +181,8 @@ class SqliteStore:
         return None if row is None else json.loads(row[0])
 
     def transition_request(
-        self, request_id: str, *, expect_state: str, new_state: str, changes: dict
-    ) -> dict | None:
+        self, request_id: str, *, expect_state: str, new_state: str, changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
         with self._write() as conn:
             row = conn.execute(
                 "SELECT record FROM requests WHERE request_id = ? AND expires_at > ?",
@@ -200,7 +200,7 @@ class SqliteStore:
             )
         return updated
 
-    def add_audit(self, entry: dict) -> None:
+    def add_audit(self, entry: dict[str, Any]) -> None:
         ts = check_audit_entry(entry)
         raw = json.dumps(entry, separators=(",", ":"))
         with self._write() as conn:
@@ -219,7 +219,7 @@ class SqliteStore:
 
     def recent_audit(
         self, *, limit: int = 10, session_id: str | None = None, user_id: str | None = None
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         limit = clamp_limit(limit)
         if limit == 0:
             return []

@@ -7,75 +7,24 @@ page never exceeds 50 blocks or Slack's total text budget.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.ngrok.models import Endpoint, TunnelSession
+from bot.ngrok.models import (
+    TunnelSession,
+    supported_actions,
+)
 from bot.slack import blocks as bk
-from bot.slack.blocks import ButtonContext, ButtonValue, Op
+from bot.slack.blocks import ButtonContext, ButtonValue
 from bot.slack.ids import ACTION_DETAILS, ACTION_PAGE, ACTION_REQUEST
+from bot.slack.views.agent_text import OP_LABEL, session_facts
 
-OP_LABEL: dict[Op, str] = {"restart": "Restart", "update": "Update", "stop": "Stop"}
-OP_EFFECT: dict[Op, str] = {
-    "restart": "The agent restarts and comes back with a *new* session id; this id stops working.",
-    "stop": "The agent exits and does not come back unless a supervisor (systemd, a Windows "
-    "service) starts it again.",
-    "update": "The agent installs the latest minor version, which needs a restart at least 10 s "
-    "later; the bot does that restart for you, and the agent comes back with a new session id.",
-}
-_FIELD_LIMIT = 60  # region, OS, version, IP, transport: short values, cut if garbled
 _ROW_METADATA = 240
 _SUMMARY_TOP = 5
 # Header, summary, filter line, two page-button rows and one note; each session takes two.
 _FIXED_LIST_BLOCKS = 6
-
-
-def unavailable_reason(op: Op, session: TunnelSession) -> str | None:
-    """Why `op` cannot work on this agent, as one sentence; None when it can."""
-    if session.is_ssh and op == "restart":
-        return (
-            "Restart is not available: SSH reverse-tunnel sessions cannot be restarted; stop it "
-            "and reconnect over SSH."
-        )
-    if session.is_ssh and op == "update":
-        return "Update is not available: SSH reverse-tunnel sessions have no ngrok agent to update."
-    if session.is_windows and op == "restart":
-        return (
-            "Restart is not available: Windows agents cannot restart themselves; stop it and let "
-            "the service manager start it again."
-        )
-    return None
-
-
-def available_ops(session: TunnelSession) -> tuple[Op, ...]:
-    return tuple(op for op in bk.OPS if unavailable_reason(op, session) is None)
-
-
-def session_facts(session: TunnelSession) -> str:
-    """`us · linux · agent 3.22.1 · 10.0.0.1`, escaped; `?` for what the API left out."""
-    parts = [
-        bk.clip(session.region or "?", _FIELD_LIMIT),
-        bk.clip(session.os or "?", _FIELD_LIMIT),
-        "agent " + bk.clip(session.agent_version or "?", _FIELD_LIMIT),
-        bk.clip(session.ip or "?", _FIELD_LIMIT),
-    ]
-    if session.is_ssh:
-        parts.append("ssh")
-    return " · ".join(parts)
-
-
-def session_summary(session: TunnelSession, metadata_limit: int = 200) -> str:
-    """Id, facts and one line of metadata, for prompts and records."""
-    text = f"{bk.code_span(session.id, 60)}  {session_facts(session)}"
-    if session.metadata:
-        text += f"\n{bk.code_span(session.metadata, metadata_limit)}"
-    return text
-
-
-# --- the list ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -233,7 +182,7 @@ def _session_row(
 def _request_control(session: TunnelSession, context: ButtonContext) -> dict[str, Any]:
     """A Stop button when that is all the agent allows, else one overflow menu: three
     buttons with ACTION_REQUEST in one block would repeat an action id."""
-    ops = available_ops(session)
+    ops = supported_actions(session)
     if ops == ("stop",):
         value = bk.button_value_for("stop", session.id, context)
         return bk.button("Stop…", ACTION_REQUEST, value, style="danger")
@@ -245,110 +194,3 @@ def _request_control(session: TunnelSession, context: ButtonContext) -> dict[str
 
 
 # --- the detail view -----------------------------------------------------------------------
-
-
-def render_session_detail(
-    session: TunnelSession,
-    endpoints: Sequence[Endpoint],
-    *,
-    now: datetime,
-    context: ButtonContext,
-) -> dict[str, Any]:
-    top = [bk.header(f"ngrok agent {session.id}"), _fact_fields(session, now)]
-    bottom = [_endpoints_block(endpoints), *_op_blocks(session, context)]
-    bottom.append(bk.context("Every action asks for approval before it runs."))
-    budget = (
-        bk.MAX_MESSAGE_TEXT - bk.text_length(top) - bk.text_length(bottom) - 200
-    )  # room for the metadata heading and the code-block fences
-    slots = bk.MAX_BLOCKS - len(top) - len(bottom)
-    blocks = top + _metadata_blocks(session.metadata, budget, slots) + bottom
-    facts = " · ".join(filter(None, (session.region, session.os, session.agent_version)))
-    return bk.message(f"ngrok agent {session.id}: {facts or 'details'}", blocks)
-
-
-def _fact_fields(session: TunnelSession, now: datetime) -> dict[str, Any]:
-    if session.started_at is not None:
-        started = (
-            f"{bk.date_token(session.started_at)} (up {bk.format_duration(session.uptime(now))})"
-        )
-    else:
-        started = "unknown"
-    facts = [
-        ("Session", bk.code_span(session.id, 60)),
-        ("Credential", bk.code_span(session.credential.id, 60) if session.credential.id else "-"),
-        ("Region", bk.clip(session.region or "-", _FIELD_LIMIT)),
-        ("OS", bk.clip(session.os or "-", _FIELD_LIMIT)),
-        ("Agent version", bk.clip(session.agent_version or "-", _FIELD_LIMIT)),
-        ("Transport", bk.clip(session.transport or "-", _FIELD_LIMIT)),
-        ("IP", bk.clip(session.ip or "-", _FIELD_LIMIT)),
-        ("Started", started),
-    ]
-    return bk.section("*Session details*", fields=[f"*{k}*\n{v}" for k, v in facts])
-
-
-def _metadata_blocks(metadata: str, budget: int, slots: int) -> list[dict[str, Any]]:
-    """The metadata in full, as pretty JSON when it parses, over as many sections as it
-    needs; cut with a visible note only if it would not fit the message at all."""
-    if not metadata:
-        return [
-            bk.section(
-                "*Metadata:* none. Set `agent.metadata` in the agent config so the agent can be "
-                "found again after a restart gives it a new session id."
-            )
-        ]
-    text = _pretty_json(metadata)
-    escaped = bk.escape(bk.neutralise_backticks(text))
-    if len(escaped) > budget and text != metadata:
-        escaped = bk.escape(bk.neutralise_backticks(metadata))
-    note = ""
-    if len(escaped) > budget:
-        escaped = bk.truncate_escaped(escaped, max(budget, 500))
-        note = f" (cut to fit one Slack message; {len(metadata)} characters in all)"
-    chunk = bk.MAX_SECTION_TEXT - len(bk.code_block(""))
-    chunks = bk.split_escaped(escaped, chunk)[: max(slots - 1, 1)]
-    heading = bk.section(f"*Metadata*{note}")
-    return [heading, *(bk.section(bk.code_block(c)) for c in chunks)]
-
-
-def _pretty_json(metadata: str) -> str:
-    try:
-        parsed = json.loads(metadata)
-    except ValueError:
-        return metadata
-    if not isinstance(parsed, dict | list):
-        return metadata
-    return json.dumps(parsed, indent=2, ensure_ascii=False)
-
-
-def _endpoints_block(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
-    if not endpoints:
-        return bk.section("*Endpoints:* none reported for this session.")
-    lines: list[str] = []
-    used = 0
-    for i, endpoint in enumerate(endpoints):
-        line = f"• {bk.code_span(endpoint.url or endpoint.id or '?', 300)}"
-        if endpoint.upstream_url:
-            line += f" → {bk.code_span(endpoint.upstream_url, 300)}"
-        if used + len(line) > 2000:
-            lines.append(f"…and {len(endpoints) - i} more")
-            break
-        lines.append(line)
-        used += len(line) + 1
-    return bk.section(f"*Endpoints ({len(endpoints)})*\n" + "\n".join(lines))
-
-
-def _op_blocks(session: TunnelSession, context: ButtonContext) -> list[dict[str, Any]]:
-    """One section per action: the button with what it does, or why it is not offered.
-    Separate blocks keep the ACTION_REQUEST ids unique within each block."""
-    result = []
-    for op in bk.OPS:
-        reason = unavailable_reason(op, session)
-        if reason:
-            result.append(bk.section(reason, block_id=f"op_{op}"))
-            continue
-        style = "danger" if op == "stop" else None
-        value = bk.button_value_for(op, session.id, context)
-        control = bk.button(f"{OP_LABEL[op]}…", ACTION_REQUEST, value, style=style)
-        text = f"*{OP_LABEL[op]}:* {OP_EFFECT[op]}"
-        result.append(bk.section(text, accessory=control, block_id=f"op_{op}"))
-    return result

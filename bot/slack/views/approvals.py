@@ -1,20 +1,18 @@
 """Messages around an action: the approval prompt, its result, the public record, the
-two-person request, and the small ones (cancelled, error, help, audit).
+two-person request, cancelled, and what follows an action in its thread.
 
-Pure renderers like `bot.views_sessions`; user ids are shown as mentions only when they are
+Pure renderers like `bot.slack.views.sessions`; user ids are shown as mentions only when they are
 well-formed ids, and every other value is escaped.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from bot.ngrok.models import TunnelSession
+from bot.ngrok.models import Action, TunnelSession
 from bot.slack import blocks as bk
-from bot.slack.blocks import Op
 from bot.slack.ids import (
     ACTION_APPROVE,
     ACTION_ASK_APPROVAL,
@@ -22,21 +20,21 @@ from bot.slack.ids import (
     ACTION_TWO_PERSON_APPROVE,
     ACTION_TWO_PERSON_DENY,
 )
-from bot.slack.views.sessions import OP_EFFECT, OP_LABEL, session_summary
+from bot.slack.views.agent_text import OP_EFFECT, OP_LABEL, session_summary
+from bot.state.requests import TwoPersonRequest
 
 TwoPersonState = Literal["requested", "running", "done", "failed", "denied", "expired"]
-_PAST: dict[Op, str] = {
+_PAST: dict[Action, str] = {
     "restart": "Restarted",
     "update": "Started the update of",
     "stop": "Stopped",
 }
-_AFTER: dict[Op, str] = {
+_AFTER: dict[Action, str] = {
     "restart": "The agent will come back with a new session id.",
     "update": "The bot restarts the agent at least 10 s later so the new version runs; it will "
     "come back with a new session id.",
     "stop": "",
 }
-_AUDIT_DETAIL = 200
 
 
 def format_expiry(ttl_seconds: int) -> str:
@@ -47,7 +45,7 @@ def format_expiry(ttl_seconds: int) -> str:
     return "1 minute" if minutes == 1 else f"{minutes} minutes"
 
 
-def _approve_confirm(op: Op) -> dict[str, Any] | None:
+def _approve_confirm(op: Action) -> dict[str, Any] | None:
     if op != "stop":
         return None
     return bk.confirm_dialog(
@@ -56,7 +54,7 @@ def _approve_confirm(op: Op) -> dict[str, Any] | None:
 
 
 def render_approval_prompt(
-    op: Op,
+    op: Action,
     session: TunnelSession,
     *,
     requester_id: str,
@@ -80,7 +78,7 @@ def render_approval_prompt(
         )
         main = bk.button("Request approval", ACTION_ASK_APPROVAL, approve_value, style="primary")
     else:
-        style = "danger" if op == "stop" else "primary"
+        style: Literal["primary", "danger"] = "danger" if op == "stop" else "primary"
         main = bk.button(
             f"Approve {op}",
             ACTION_APPROVE,
@@ -100,7 +98,7 @@ def render_approval_prompt(
 
 
 def render_action_result(
-    op: Op,
+    op: Action,
     session_id: str,
     *,
     succeeded: bool,
@@ -121,7 +119,7 @@ def render_action_result(
 
 
 def render_public_record(
-    op: Op,
+    op: Action,
     session: TunnelSession,
     *,
     requester_id: str,
@@ -159,25 +157,23 @@ def _who(requester_id: str, approver_id: str | None) -> str:
 
 
 def render_two_person_request(
-    op: Op,
-    session: TunnelSession,
+    request: TwoPersonRequest,
     *,
     state: TwoPersonState,
-    requester_id: str,
     approve_value: str = "",
     deny_value: str = "",
     actor_id: str | None = None,
     detail: str = "",
-    ttl_seconds: int = 600,
     elapsed_seconds: float | None = None,
     approvers: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The public request, edited in place as it moves on. `actor_id` is whoever approved
     or denied it; `detail` the error for `failed`; `approvers` (configured user and group
     ids) are mentioned while the request waits, so someone who can approve it notices."""
+    op, session, ttl_seconds = request.action, request.session, request.ttl
     target = bk.code_span(session.id, 60)
     label = OP_LABEL[op]
-    ask = f"{bk.user_mention(requester_id)} asks to *{op}* agent {target}."
+    ask = f"{bk.user_mention(request.requester)} asks to *{op}* agent {target}."
     actor = bk.user_mention(actor_id) if actor_id else "someone"
     took = f" in {bk.format_elapsed(elapsed_seconds)}" if elapsed_seconds is not None else ""
     status = {
@@ -213,87 +209,3 @@ def render_two_person_request(
 def render_cancelled() -> dict[str, Any]:
     text = "Cancelled; nothing was changed."
     return bk.message(text, [bk.section(text)])
-
-
-def render_error(sentence: str, usage: str | None = None) -> dict[str, Any]:
-    """One clear sentence (escaped: it may quote what the user typed) and the usage line."""
-    text = f":warning: {bk.clip(sentence, 2000)}"
-    blocks = [bk.section(text)]
-    if usage:
-        blocks.append(bk.context(f"Usage: {bk.code_span(usage, 1000)}"))
-    return bk.message(sentence, blocks)
-
-
-def render_help(lines: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """`lines` from `commands.grammar.help_lines`: (usage, what it does with an example)."""
-    blocks = [
-        bk.header("ngrok-ops commands"),
-        bk.section(
-            "Type `/ngrok &lt;command&gt;` in a channel, or mention the bot with the command in a "
-            "thread (slash commands do not work in threads)."
-        ),
-    ]
-    for usage, what in lines[: bk.MAX_BLOCKS - 2]:
-        blocks.append(bk.section(f"{bk.code_span(usage, 300)}\n{bk.clip(what, 1500)}"))
-    return bk.message("ngrok-ops commands: " + ", ".join(u.split()[0] for u, _ in lines), blocks)
-
-
-def render_audit(entries: Sequence[Mapping[str, Any]], *, title: str = "") -> dict[str, Any]:
-    """Recent audit records, newest first as given; `title` names the filter, if any."""
-    heading = f"Recent actions{': ' + title if title else ''}"
-    blocks: list[dict[str, Any]] = [bk.header(heading)]
-    if not entries:
-        blocks.append(bk.section("Nothing recorded yet."))
-        return bk.message(heading, blocks)
-    budget = bk.MAX_MESSAGE_TEXT - bk.text_length(blocks) - 300
-    chunk: list[str] = []
-    shown = 0
-    for line in (_audit_line(e) for e in entries):
-        budget -= len(line) + 1
-        if budget < 0 or len(blocks) >= bk.MAX_BLOCKS - 2:
-            break
-        if sum(len(c) + 1 for c in chunk) + len(line) > bk.MAX_SECTION_TEXT:
-            blocks.append(bk.section("\n".join(chunk)))
-            chunk = []
-        chunk.append(line)
-        shown += 1
-    blocks.append(bk.section("\n".join(chunk)))
-    if shown < len(entries):
-        blocks.append(
-            bk.context(f"{len(entries) - shown} older entries did not fit; ask for fewer.")
-        )
-    return bk.message(f"{heading} ({len(entries)})", blocks)
-
-
-def _audit_line(entry: Mapping[str, Any]) -> str:
-    when = _audit_time(entry.get("ts"))
-    parts = [
-        bk.date_token(when) if when else "?",
-        bk.user_mention(str(entry.get("actor") or "")),
-        f"*{bk.clip(str(entry.get('action') or entry.get('event') or '?'), 40)}*",
-    ]
-    if entry.get("session_id"):
-        parts.append(bk.code_span(str(entry["session_id"]), 60))
-    if entry.get("outcome"):
-        parts.append(f"→ {bk.clip(str(entry['outcome']), 40)}")
-    line = " ".join(parts)
-    if entry.get("detail"):
-        line += f": {bk.clip(bk.one_line(str(entry['detail'])), _AUDIT_DETAIL)}"
-    return line
-
-
-def _audit_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        try:
-            return _audit_time(float(value))
-        except ValueError:
-            pass
-        try:
-            return _audit_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None

@@ -10,11 +10,11 @@ from bot.ngrok.errors import NgrokError
 from bot.policy import may_view
 from bot.slack.blocks import ButtonContext
 from bot.slack.invocation import Invocation
-from bot.slack.views.actions import render_error
-from bot.slack.views.sessions import render_session_detail
+from bot.slack.views.details import render_session_detail
+from bot.slack.views.errors import render_error
 from commands.lookup import fetch_session
 
-log = logging.getLogger("ngrok_ops.session")
+log = logging.getLogger("ngrok_ops.details")
 
 
 def show_session(inv: Invocation, deps: Deps, session_id: str) -> None:
@@ -33,13 +33,11 @@ def show_session(inv: Invocation, deps: Deps, session_id: str) -> None:
         # The session is what was asked for; its endpoints are a bonus worth a log line.
         log.warning("could not read the endpoints of %s: %s", session.id, error)
         endpoints = []
-    message = render_session_detail(
-        session,
-        endpoints,
-        now=datetime.now(UTC),
-        context=ButtonContext(inv.channel_id, inv.thread_ts),
+    inv.answer(
+        render_session_detail(
+            session,
+            endpoints,
+            now=datetime.now(UTC),
+            context=ButtonContext(inv.channel_id, inv.thread_ts),
+        )
     )
-    if inv.entry == "mention":
-        inv.public(message)
-    else:
-        inv.private(message)

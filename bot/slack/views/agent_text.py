@@ -1,0 +1,40 @@
+"""How one agent and one action are named in every message: the words, defined once."""
+
+from __future__ import annotations
+
+from bot.ngrok.models import Action, TunnelSession
+from bot.slack import blocks as bk
+
+OP_LABEL: dict[Action, str] = {"restart": "Restart", "update": "Update", "stop": "Stop"}
+OP_EFFECT: dict[Action, str] = {
+    "restart": "The agent restarts and comes back with a *new* session id; this id stops working.",
+    "stop": "The agent exits and does not come back unless a supervisor (systemd, a Windows "
+    "service) starts it again.",
+    "update": "The agent installs the latest minor version, which needs a restart at least 10 s "
+    "later; the bot does that restart for you, and the agent comes back with a new session id.",
+}
+FIELD_LIMIT = 60  # region, OS, version, IP, transport: short values, cut if garbled
+
+
+def session_facts(session: TunnelSession) -> str:
+    """`us · linux · agent 3.22.1 · 10.0.0.1`, escaped; `?` for what the API left out."""
+    parts = [
+        bk.clip(session.region or "?", FIELD_LIMIT),
+        bk.clip(session.os or "?", FIELD_LIMIT),
+        "agent " + bk.clip(session.agent_version or "?", FIELD_LIMIT),
+        bk.clip(session.ip or "?", FIELD_LIMIT),
+    ]
+    if session.is_ssh:
+        parts.append("ssh")
+    return " · ".join(parts)
+
+
+def session_summary(session: TunnelSession, metadata_limit: int = 200) -> str:
+    """Id, facts and one line of metadata, for prompts and records."""
+    text = f"{bk.code_span(session.id, 60)}  {session_facts(session)}"
+    if session.metadata:
+        text += f"\n{bk.code_span(session.metadata, metadata_limit)}"
+    return text
+
+
+# --- the list ------------------------------------------------------------------------------

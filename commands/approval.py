@@ -1,0 +1,231 @@
+"""The shared after-a-click machinery: verify a signed click, check the clicker's rights,
+run the one POST with its records, and what follows it (the restarted agent's new id, the
+restart that completes an update, a two-person request's expiry).
+
+The verbs (request, approve, two_person) call into this module; it calls nothing upward.
+The prompt's buttons carry a signed token (bot.state.approvals), so any process can check a
+click; the token's nonce is consumed in the store before the single POST, which makes a
+double click, a replayed payload or two processes handling one click run it exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot.deps import Deps
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.models import Action, TunnelSession
+from bot.policy import ApprovalMode, may_approve
+from bot.slack.invocation import Invocation
+from bot.slack.views.approvals import TwoPersonState, render_two_person_request
+from bot.slack.views.errors import render_error
+from bot.slack.views.follow_ups import (
+    render_successor,
+    render_update_needs_manual_restart,
+    render_update_restart,
+)
+from bot.state.approvals import ApprovalClaims, TokenError, verify_token
+from bot.state.requests import TwoPersonRequest
+from commands.execute import Outcome, find_successor, run_action
+
+log = logging.getLogger("ngrok_ops.approval")
+
+INVALID_BUTTON = (
+    "This button is not valid here (it was altered, or signed by another installation); "
+    "nothing was done."
+)
+EXPIRED = (
+    "This approval expired; nothing was done. Ask again with `restart`, `stop` or `update` "
+    "and the session id for a new prompt."
+)
+RESTART_SEARCH_SECONDS = 60.0
+
+
+def audit_fields(
+    claims: ApprovalClaims, session: TunnelSession | None, account: str | None
+) -> dict[str, Any]:
+    """The fields every record of one request shares."""
+    return {
+        "action": claims.action,
+        "session_id": claims.targets[0] if claims.targets else None,
+        "requester": claims.requester,
+        "channel": claims.channel,
+        "thread_ts": claims.thread_ts,
+        "request_id": claims.request_id or claims.nonce,
+        "account": account,
+        "metadata": session.metadata[:300] if session and session.metadata else None,
+    }
+
+
+def where_claimed(inv: Invocation, claims: ApprovalClaims) -> Invocation:
+    """The conversation the request was made in (clicks on ephemerals do not say)."""
+    return Invocation(
+        entry="action",
+        user_id=inv.user_id,
+        channel_id=claims.channel,
+        thread_ts=claims.thread_ts,
+        client=inv.client,
+    )
+
+
+def verify_click(inv: Invocation, deps: Deps, token: str, kinds: set[str]) -> ApprovalClaims | None:
+    """The claims of a clicked button, or None after telling the clicker why not."""
+    try:
+        claims = verify_token(token, secret=deps.settings.approval_secret, now=deps.clock())
+    except TokenError as error:
+        if error.reason == "expired":
+            expired = error.claims
+            if expired is not None and expired.kind == "two-person" and expired.request_id:
+                # The expiry task may not have run yet; whoever clicks late moves the
+                # public request to "expired" (a no-op when already decided).
+                expire_request(deps, expired.request_id)
+            elif expired is not None:
+                deps.auditor.record(
+                    "expired", actor=inv.user_id, **audit_fields(expired, None, None)
+                )
+            # A private prompt is replaced; a public request keeps its record for everyone.
+            reply = inv.private if "two-person" in kinds else inv.replace
+            reply(render_error(EXPIRED))
+        else:
+            log.warning("rejected a %s approval token from %s", error.reason, inv.user_id)
+            inv.private(render_error(INVALID_BUTTON))
+        return None
+    if claims.kind not in kinds or len(claims.targets) != 1:
+        log.warning("rejected a %s token on the wrong button from %s", claims.kind, inv.user_id)
+        inv.private(render_error(INVALID_BUTTON))
+        return None
+    return claims
+
+
+def may_click(
+    inv: Invocation,
+    deps: Deps,
+    claims: ApprovalClaims,
+    *,
+    mode: ApprovalMode,
+    account: str | None = None,
+) -> bool:
+    """The clicker's rights as they are now; a refusal is recorded and explained."""
+    decision = may_approve(
+        deps.config, deps.roles(inv.user_id), claims.requester, inv.user_id, claims.action,
+        claims.channel, mode=mode,
+    )  # fmt: skip
+    if not decision.allowed:
+        deps.auditor.record(
+            "refused", actor=inv.user_id, detail=decision.reason,
+            **audit_fields(claims, None, account),
+        )  # fmt: skip
+        inv.private(render_error(decision.reason))
+    return decision.allowed
+
+
+def perform(
+    deps: Deps,
+    where: Invocation,
+    client: NgrokClient,
+    action: Action,
+    session: TunnelSession,
+    *,
+    approver: str,
+    fields: dict[str, Any],
+    announce: Callable[[Outcome], None],
+) -> Outcome:
+    """The one POST, its records, and what follows a success (finding the restarted agent,
+    or the restart that completes an update)."""
+    outcome = run_action(client, action, session.id)
+    if fields.get("account"):
+        deps.fleet.invalidate(fields["account"])  # the list must not show the old state
+    deps.auditor.record(
+        "executed" if outcome.ok else "failed",
+        actor=approver,
+        approver=approver,
+        outcome="ok" if outcome.ok else "failed",
+        detail=outcome.sentence,
+        duration_ms=round(outcome.seconds * 1000),
+        error_code=outcome.error_code,
+        may_have_been_applied=outcome.may_have_been_applied or None,
+        **fields,
+    )
+    announce(outcome)
+    if outcome.ok and action == "restart":
+        deps.jobs.submit(report_successor, deps, where, client, session)
+    elif outcome.ok and action == "update":
+        delay = deps.settings.update_restart_delay
+        deps.jobs.later(delay, finish_update, deps, where, client, session, approver, fields)
+    return outcome
+
+
+def report_successor(
+    deps: Deps, where: Invocation, client: NgrokClient, session: TunnelSession
+) -> None:
+    """Names the new session id of a restarted agent in the thread, or says it is missing."""
+    successor = find_successor(
+        client, session, timeout=RESTART_SEARCH_SECONDS, sleep=deps.jobs.pause
+    )
+    where.public(render_successor(session.id, successor, RESTART_SEARCH_SECONDS))
+
+
+def finish_update(
+    deps: Deps,
+    where: Invocation,
+    client: NgrokClient,
+    session: TunnelSession,
+    approver: str,
+    fields: dict[str, Any],
+) -> None:
+    """An update only takes effect after a restart at least 10 s later; the bot does it,
+    except on Windows, where the agent cannot restart itself."""
+    if session.is_windows:
+        where.public(render_update_needs_manual_restart(session.id))
+        return
+
+    def announce(outcome: Outcome) -> None:
+        where.public(
+            render_update_restart(session.id, succeeded=outcome.ok, detail=outcome.sentence)
+        )
+
+    perform(
+        deps, where, client, "restart", session, approver=approver,
+        fields={**fields, "action": "restart", "follows": "update"}, announce=announce,
+    )  # fmt: skip
+
+
+def edit_request(
+    deps: Deps, request: TwoPersonRequest, state: TwoPersonState, **extra: Any
+) -> None:
+    """Edits the public request in place; a failed edit is logged, the state is in the store."""
+    if not request.ts:
+        return
+    try:
+        deps.slack.chat_update(
+            channel=request.channel,
+            ts=request.ts,
+            **render_two_person_request(request, state=state, **extra),
+        )
+    except SlackApiError as error:
+        log.warning("could not edit request %s: %s", request.id, error.response.get("error"))
+
+
+def expire_request(deps: Deps, request_id: str) -> None:
+    """Moves a request that nobody decided in time to expired; a no-op once decided."""
+    record = deps.store.transition_request(
+        request_id, expect_state="requested", new_state="expired", changes={}
+    )
+    if record is None:
+        return
+    request = TwoPersonRequest.from_record(record)
+    deps.auditor.record(
+        "expired",
+        actor=request.requester,
+        action=request.action,
+        session_id=request.session.id,
+        requester=request.requester,
+        channel=request.channel,
+        request_id=request_id,
+        account=request.account,
+    )
+    edit_request(deps, request, "expired")

@@ -1,0 +1,87 @@
+"""Approve and Cancel on the requester's own (self-approval) prompt."""
+
+from __future__ import annotations
+
+from bot.deps import Deps
+from bot.policy import approval_mode_for_request
+from bot.slack.invocation import Invocation
+from bot.slack.views.approvals import (
+    render_action_result,
+    render_cancelled,
+    render_public_record,
+)
+from bot.slack.views.errors import render_error
+from bot.state.approvals import consume_approval
+from commands.approval import audit_fields, may_click, perform, verify_click, where_claimed
+from commands.execute import Outcome
+from commands.lookup import fetch_session
+
+
+def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
+    """Approve on a self-approval prompt: the requester, still an operator, exactly once."""
+    claims = verify_click(inv, deps, token, {"self"})
+    if claims is None:
+        return
+    action, session_id = claims.action, claims.targets[0]
+    if not may_click(inv, deps, claims, mode="self"):
+        return
+    found = fetch_session(deps, claims.channel, session_id, reply=inv.private, action=action)
+    if found is None:
+        return
+    account, client, session = found
+    if approval_mode_for_request(deps.config, action, [session]) != "self":
+        inv.replace(
+            render_error(f"This {action} now needs a second person; ask again for a new prompt.")
+        )
+        return
+    if not consume_approval(deps.store, claims, now=deps.clock()):
+        inv.private(
+            render_error(f"This {action} was already approved once; it does not run twice.")
+        )
+        return
+    fields = audit_fields(claims, session, account.name)
+    deps.auditor.record("approved", actor=inv.user_id, approver=inv.user_id, **fields)
+    where = where_claimed(inv, claims)
+
+    def announce(outcome: Outcome) -> None:
+        inv.replace(
+            render_action_result(
+                action,
+                session.id,
+                succeeded=outcome.ok,
+                detail=outcome.sentence,
+                elapsed_seconds=outcome.seconds,
+            )
+        )
+        where.public(
+            render_public_record(
+                action,
+                session,
+                requester_id=claims.requester,
+                approver_id=inv.user_id,
+                succeeded=outcome.ok,
+                elapsed_seconds=outcome.seconds,
+                detail="" if outcome.ok else outcome.sentence,
+            )
+        )
+
+    perform(
+        deps, where, client, action, session, approver=inv.user_id, fields=fields,
+        announce=announce,
+    )  # fmt: skip
+
+
+def cancel_request(inv: Invocation, deps: Deps, token: str) -> None:
+    """Cancel burns the token, so the prompt's Approve cannot be used afterwards."""
+    claims = verify_click(inv, deps, token, {"self", "ask"})
+    if claims is None:
+        return
+    if inv.user_id != claims.requester:
+        inv.private(render_error("Only the person who asked for this can cancel it."))
+        return
+    if not consume_approval(deps.store, claims, now=deps.clock()):
+        # Approve (or Request approval) won the race: say so, keep the result on screen.
+        inv.private(render_error("This request was already approved or sent; nothing to cancel."))
+        return
+    deps.auditor.record("cancelled", actor=inv.user_id, **audit_fields(claims, None, None))
+    inv.replace(render_cancelled())

@@ -1,0 +1,30 @@
+"""`audit [n] [session | @user]`: recent records, for operators and approvers."""
+
+from __future__ import annotations
+
+from bot.deps import Deps
+from bot.policy import may_read_audit
+from bot.slack.invocation import Invocation
+from bot.slack.views.audit import render_audit
+from bot.slack.views.errors import render_error
+from commands.grammar import ShowAudit
+
+
+def show_audit(inv: Invocation, deps: Deps, command: ShowAudit) -> None:
+    """Recent records, newest first, optionally for one session or one person."""
+    decision = may_read_audit(deps.roles(inv.user_id))
+    if not decision.allowed:
+        inv.private(render_error(decision.reason))
+        return
+    bound = deps.ngrok_for(inv.channel_id)
+    account = bound[0].name if bound else None
+    # Records carry their ngrok account; a channel sees only its own account's (and the
+    # account-less ones, such as refusals), as with every other view. Read a wider window
+    # so filtering still fills the page.
+    wider = deps.store.recent_audit(
+        limit=min(command.limit * 5, 500), session_id=command.session_id, user_id=command.user_id
+    )
+    entries = [e for e in wider if e.get("account") in (None, account)][: command.limit]
+    # The title is a plain-text header, where a <@U…> mention would show as raw text.
+    title = command.session_id or (f"user {command.user_id}" if command.user_id else "")
+    inv.private(render_audit(entries, title=title))
