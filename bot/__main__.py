@@ -13,7 +13,7 @@ import sys
 
 from bot.settings.env import SettingsError, load_settings_from_environment
 
-USAGE = "usage: python -m bot [check]"
+USAGE = "usage: python -m bot [check | jobs]"
 
 
 def run_socket_mode() -> None:
@@ -23,21 +23,27 @@ def run_socket_mode() -> None:
     from bot.app import create_app
     from bot.deps import build_deps
     from bot.logs import configure_logging
+    from bot.supervisor import ConsumerSupervisor
 
     settings = load_settings_from_environment()
     configure_logging(settings.log_level, settings.secret_values())
     deps = build_deps(settings)
     app = create_app(deps)
     handler = SocketModeHandler(app, settings.slack_app_token)
+    consumer = ConsumerSupervisor() if settings.jobs_consumer == "embedded" else None
+    if consumer is not None:
+        consumer.start()
 
     def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)  # unwinds into `finally`, which drains running jobs
+        raise SystemExit(0)  # unwinds into `finally`, which stops the consumer gracefully
 
     signal.signal(signal.SIGTERM, stop)
     try:
         handler.start()
     finally:
         handler.close()
+        if consumer is not None:
+            consumer.stop()
         deps.close()
 
 
@@ -59,13 +65,13 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
-    if argv and argv[0] != "check":
+    if argv and argv[0] not in ("check", "jobs"):
         print(f"Unknown command {argv[0]!r}. {USAGE}", file=sys.stderr)
         return 2
     if len(argv) > 1:  # `check --verbose` must not silently run a plain check
         print(f"Unexpected argument {argv[1]!r}. {USAGE}", file=sys.stderr)
         return 2
-    if argv:
+    if argv and argv[0] == "check":
         from bot.doctor import run_checks
 
         return run_checks()
@@ -74,6 +80,11 @@ def main(argv: list[str]) -> int:
     except SettingsError as error:
         print(error.report(), file=sys.stderr)
         return 2
+    if argv:  # jobs
+        from bot.consumer import run_consumer
+
+        run_consumer()
+        return 0
     if settings.mode == "socket":
         run_socket_mode()
     else:

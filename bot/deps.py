@@ -19,7 +19,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import __version__
-from bot.jobs import Jobs
+from bot.jobs import Jobs, open_queue
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.fleet_cache import FleetCache
 from bot.ngrok.pacing import shared_pacer
@@ -88,8 +88,8 @@ class Deps:
         return account, self.ngrok_clients[account.name]
 
     def close(self) -> None:
-        """Stops jobs and closes connections (tests and graceful shutdown)."""
-        self.jobs.shutdown(timeout=5.0)
+        """Closes connections (tests and graceful shutdown)."""
+        self.jobs.close()
         for client in self.ngrok_clients.values():
             client.close()
         self.store.close()
@@ -136,7 +136,7 @@ def build_deps(settings: Settings) -> Deps:
         settings=settings,
         slack=slack,
         store=store,
-        jobs=Jobs(max_workers=settings.worker_threads),
+        jobs=Jobs(open_queue(redis_url=settings.redis_url, sqlite_path=settings.state_path)),
         groups=GroupDirectory(slack, group_ids, ttl_seconds=settings.group_cache_seconds),
         auditor=auditor,
         ngrok_clients=clients,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from bot.jobs import drain_all
 from bot.settings.env import SettingsError, load_settings_from_environment
+from bot.supervisor import ConsumerSupervisor
 
 try:
     _settings = load_settings_from_environment()
@@ -24,7 +24,7 @@ worker_class = "gthread"
 # exactly-once across them through the shared store (SQLite file or Redis).
 workers = _settings.web_workers
 threads = 32  # acks are quick, but 50 simultaneous commands must not queue behind each other
-timeout = 0  # requests only ack; slow work runs on bot.jobs, not in request threads
+timeout = 0  # requests only ack and enqueue; the work runs in the job consumer
 graceful_timeout = 20
 control_socket_disable = True  # one fixed socket path would clash between instances
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
@@ -38,6 +38,16 @@ logconfig_dict = {
 }
 
 
-def worker_exit(server: Any, worker: Any) -> None:
-    """Lets approved actions that are already running finish before the worker goes."""
-    drain_all(timeout=graceful_timeout / 2)
+_consumer = ConsumerSupervisor() if _settings.jobs_consumer == "embedded" else None
+
+
+def when_ready(server: Any) -> None:
+    """The master starts the job consumer once, beside its workers (JOBS_CONSUMER=embedded)."""
+    if _consumer is not None:
+        _consumer.start()
+
+
+def on_exit(server: Any) -> None:
+    """The consumer finishes the jobs it is running before the bot goes."""
+    if _consumer is not None:
+        _consumer.stop()

@@ -1,150 +1,246 @@
-"""Work that outlives the 3-second ack, on a bounded pool of its own.
+"""The job engine: huey, on SQLite beside the state file by default and on Redis when
+REDIS_URL is set, so every web process and consumer on every machine shares one queue and
+one schedule, and work that was promised (an update's restart, a request's expiry) is kept
+in that storage instead of in a timer that a deploy would kill.
 
-Bolt's listener pool only acks and hands work over, so a slow ngrok API (or a rate-limit
-wait) can never delay the ack of another request. Errors in jobs are logged with their
-traceback and reported through the job's own `on_error`, never swallowed.
-
-The workers are daemon threads: a job that waits (for a restarted agent to come back, for
-the delay before an update's restart) must not hold a shutting-down process hostage. On a
-graceful stop, `drain_all` (called from gunicorn's worker_exit hook and by Socket Mode's
-shutdown) lets running jobs finish for a bounded time and wakes every `pause`.
+Everything after an ack is a job: a name and a JSON payload. Handlers are registered by name
+(commands/ does that through the composition root), and whichever process consumes the job
+runs it with its own Deps. Payloads are JSON, never pickle: whoever can write to the queue's
+SQLite file or Redis must not be able to run code in the bot, so `JsonSerializer` rebuilds
+nothing but huey's own message tuple and datetimes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
-import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
+from huey.api import Task
+from huey.consumer import Consumer
+from huey.registry import Message
+from huey.serializer import Serializer
+from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_EXECUTING, SIGNAL_INTERRUPTED
 
 log = logging.getLogger("ngrok_ops.jobs")
 
-_ALL: weakref.WeakSet[Jobs] = weakref.WeakSet()
+Payload = dict[str, Any]
+JobHandler = Callable[[Payload], None]
+QUEUE_NAME = "ngrok-ops"
+HEARTBEAT_KEY = "consumer-heartbeat"
+# How long an idle consumer waits between two looks at a SQLite queue: the worst-case extra
+# latency of a reply. Redis blocks on the queue instead, so it has none.
+POLL_SECONDS = 0.05
 
 
-class Stopping(Exception):
-    """Raised by `Jobs.pause` when the process is shutting down."""
+class JsonSerializer(Serializer):
+    """JSON for everything huey stores; refuses anything that is not plain data."""
+
+    def _serialize(self, data: Any) -> bytes:
+        return json.dumps(_encode(data), separators=(",", ":")).encode()
+
+    def _deserialize(self, data: bytes) -> Any:
+        return _decode(json.loads(data))
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Message):
+        return {"__message__": [_encode(v) for v in value]}
+    if isinstance(value, dt.datetime):
+        return {"__datetime__": value.isoformat()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("job payload keys must be strings")
+        return {k: _encode(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"a job payload must be plain JSON data, not {type(value).__name__}")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__message__"}:
+            return Message(*[_decode(v) for v in value["__message__"]])
+        if set(value) == {"__datetime__"}:
+            return dt.datetime.fromisoformat(value["__datetime__"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def open_queue(*, redis_url: str | None, sqlite_path: str, memory: bool = False) -> Huey:
+    """The queue every process of this deployment shares (memory: one process, for tests)."""
+    options: dict[str, Any] = {"results": False, "serializer": JsonSerializer(), "utc": True}
+    if memory:
+        return MemoryHuey(QUEUE_NAME, **options)
+    if redis_url:
+        return RedisHuey(QUEUE_NAME, url=redis_url, blocking=True, read_timeout=1, **options)
+    return SqliteHuey(QUEUE_NAME, filename=queue_path(sqlite_path), **options)
+
+
+def queue_path(state_path: str) -> str:
+    """The queue's SQLite file sits beside the state file (`x.sqlite3` -> `x.jobs.sqlite3`)."""
+    path = Path(state_path)
+    return str(path.with_name(f"{path.stem}.jobs{path.suffix or '.sqlite3'}"))
 
 
 class Jobs:
-    """A fixed set of daemon worker threads fed by one queue, plus timers."""
+    """Named jobs with JSON payloads on one huey instance; thread-safe."""
 
-    def __init__(self, *, max_workers: int) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], Any] | None]
-        self._queue = queue.SimpleQueue()
-        self._stopping = threading.Event()
+    def __init__(self, huey: Huey, *, clock: Callable[[], float] = time.time) -> None:
+        self.huey = huey
+        self._clock = clock
+        self._handlers: dict[str, tuple[JobHandler, JobHandler | None]] = {}
+        self._every_minute: list[str] = []
+        self._running = 0
         self._idle = threading.Condition()
-        self._busy = 0
-        self._pending = 0
-        self._timers: set[threading.Timer] = set()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"ngrok-ops-job-{n}", daemon=True)
-            for n in range(max_workers)
-        ]
-        for thread in self._threads:
-            thread.start()
-        _ALL.add(self)
+        self._task = huey.task(name="ngrok_ops.job")(self._run)
+        huey.periodic_task(crontab(), name="ngrok_ops.every_minute")(self._tick)
+        huey.signal(SIGNAL_EXECUTING)(self._started)
+        huey.signal(SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_INTERRUPTED)(self._finished)
 
-    def submit(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        on_error: Callable[[BaseException], None] | None = None,
+    # -- registration --------------------------------------------------------------------------
+
+    def register(
+        self, name: str, handler: JobHandler, *, on_error: JobHandler | None = None
     ) -> None:
-        """Runs fn(*args) on the pool; an exception is logged and passed to on_error."""
-        if self._stopping.is_set():
-            log.warning("not starting job %s: shutting down", _name(fn))
-            if on_error is not None:
-                _report(on_error, Stopping("shutting down"), fn)
+        """`on_error` gets the payload when the handler raised, so someone hears about it."""
+        self._handlers[name] = (handler, on_error)
+
+    def every_minute(self, name: str) -> None:
+        """Runs the job `name` (payload {}) once a minute on one consumer (huey's scheduler)."""
+        self._every_minute.append(name)
+
+    # -- producing -----------------------------------------------------------------------------
+
+    def submit(self, name: str, payload: Payload) -> None:
+        self._check(name)
+        self._task(name, payload)
+
+    def later(self, delay: float, name: str, payload: Payload) -> None:
+        """Kept in the queue's storage, so it runs after a deploy or a crash too."""
+        self._check(name)
+        self._task.schedule(args=(name, payload), delay=max(delay, 0.0))
+
+    def _check(self, name: str) -> None:
+        if name not in self._handlers:
+            raise KeyError(f"no job handler registered for {name!r}")
+
+    # -- consuming -----------------------------------------------------------------------------
+
+    def run_now(self, name: str, payload: Payload) -> None:
+        """Runs a job in this thread (a consumer's start-up recovery, tests)."""
+        self._run(name, payload)
+
+    def _run(self, name: str, payload: Payload) -> None:
+        entry = self._handlers.get(name)
+        if entry is None:
+            log.error("dropped job %s: no handler is registered in this process", name)
             return
+        handler, on_error = entry
+        try:
+            handler(payload)
+        except Exception:
+            # Logged here with the job's name; huey would only log its own task id.
+            log.exception("job %s failed", name)
+            if on_error is not None:
+                try:
+                    on_error(payload)
+                except Exception:
+                    log.exception("could not report the failure of job %s", name)
+
+    def _tick(self) -> None:
+        for name in self._every_minute:
+            self.submit(name, {})
+
+    def _started(self, signal: str, task: Task, *args: Any) -> None:
         with self._idle:
-            self._pending += 1
-        self._queue.put((fn, args, on_error))
+            self._running += 1
 
-    def later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
-        """Runs fn(*args) on the pool after `delay` seconds (expiry, restarts)."""
-        timer = threading.Timer(delay, self._fire, args=(fn, args))
-        timer.daemon = True
+    def _finished(self, signal: str, task: Task, *args: Any) -> None:
         with self._idle:
-            self._timers = {t for t in self._timers if t.is_alive()}
-            self._timers.add(timer)
-        timer.start()
+            self._running = max(0, self._running - 1)
+            self._idle.notify_all()
 
-    def pause(self, seconds: float) -> None:
-        """Sleeps inside a job; raises Stopping at once when the process shuts down."""
-        if self._stopping.wait(seconds):
-            raise Stopping
+    def consumer(self, *, workers: int) -> Consumer:
+        """A huey consumer tuned for chat replies: it looks at an idle SQLite queue every
+        POLL_SECONDS instead of backing off to huey's default of 10 s."""
+        return self.huey.create_consumer(
+            workers=workers,
+            worker_type="thread",
+            periodic=True,
+            initial_delay=POLL_SECONDS,
+            backoff=1.0,
+            max_delay=POLL_SECONDS,
+            check_worker_health=True,
+            shutdown_timeout=20,
+            graceful_signal="TERM",
+        )
 
-    def _fire(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.submit(fn, *args)
+    def start_threads(self, *, workers: int) -> Callable[[], None]:
+        """Consumes in this process's threads (tests, the console); returns a stop function.
+        Consumer.start() would take over the process's signal handlers, so only its
+        scheduler and workers are started here."""
+        consumer = self.consumer(workers=workers)
+        consumer.scheduler.start()
+        for _, worker in consumer.worker_threads:
+            worker.start()
 
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fn, args, on_error = item
-            with self._idle:
-                self._pending -= 1
-                self._busy += 1
-            try:
-                fn(*args)
-            except Stopping:
-                log.info("job %s stopped by the shutdown", _name(fn))
-            except Exception as error:
-                log.exception("job %s failed", _name(fn))
-                if on_error is not None:
-                    _report(on_error, error, fn)
-            finally:
-                with self._idle:
-                    self._busy -= 1
-                    self._idle.notify_all()
+        def stop() -> None:
+            consumer.stop_flag.set()
+            consumer.scheduler.join(5)
+            for _, worker in consumer.worker_threads:
+                worker.join(5)
+
+        return stop
+
+    # -- observing -----------------------------------------------------------------------------
+
+    def backlog(self) -> int:
+        """Jobs waiting to start (scheduled ones not counted)."""
+        return int(self.huey.pending_count())
+
+    def scheduled(self) -> int:
+        return int(self.huey.scheduled_count())
+
+    def beat(self) -> None:
+        """A consumer says it is alive; `check` reads it."""
+        self.huey.put(HEARTBEAT_KEY, self._clock())
+
+    def last_beat(self) -> float | None:
+        value = self.huey.get(HEARTBEAT_KEY, peek=True)
+        return float(value) if isinstance(value, int | float) else None
 
     def wait_idle(self, timeout: float) -> bool:
-        """True once no job is queued or running (tests and graceful shutdown)."""
+        """True once nothing is queued or running in this process's consumer threads and no
+        scheduled job falls due within `timeout` (tests and the console wait on this instead
+        of sleeping). Idle must be seen twice in a row: a worker that has just taken a job
+        off the queue has not started it yet."""
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._busy or self._pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
-        return True
+        idle_before = False
+        while time.monotonic() < deadline:
+            with self._idle:
+                busy = self._running
+            idle = not busy and not self.backlog() and not self._due_within(timeout)
+            if idle and idle_before:
+                return True
+            idle_before = idle
+            with self._idle:
+                self._idle.wait(POLL_SECONDS * 2)
+        return False
 
-    def shutdown(self, *, timeout: float = 10.0) -> None:
-        """Stops timers, wakes paused jobs and gives running ones `timeout` seconds."""
-        self._stopping.set()
-        with self._idle:
-            timers = set(self._timers)
-        for timer in timers:
-            if timer.is_alive():
-                # Work that was promised for later (the restart that completes an update,
-                # a request's expiry) will not happen in this process: say which.
-                args = list(timer.args or ())
-                fn = args[0] if args else None
-                log.warning("shutting down: cancelled scheduled job %s", _name(fn))
-            timer.cancel()
-        if not self.wait_idle(timeout):
-            log.warning("shutting down with %d job(s) still running", self._busy)
-        for _ in self._threads:
-            self._queue.put(None)
+    def _due_within(self, seconds: float) -> bool:
+        horizon = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=seconds)
+        return any(task.eta is None or task.eta <= horizon for task in self.huey.scheduled())
 
-
-def drain_all(timeout: float = 10.0) -> None:
-    """Shuts down every pool of this process (gunicorn's worker_exit hook calls it)."""
-    for jobs in list(_ALL):
-        jobs.shutdown(timeout=timeout)
-
-
-def _name(fn: object) -> str:
-    return getattr(fn, "__qualname__", repr(fn))
-
-
-def _report(on_error: Callable[[BaseException], None], error: BaseException, fn: Any) -> None:
-    try:
-        on_error(error)
-    except Exception:
-        log.exception("reporting the failure of job %s failed too", _name(fn))
+    def close(self) -> None:
+        self.huey.storage.close()

@@ -9,6 +9,7 @@ from slack_bolt import App
 from bot.deps import Deps
 from bot.slack import ids
 from commands import listeners
+from commands.jobs import register_jobs
 
 ACTION_HANDLERS = {
     ids.ACTION_DETAILS: listeners.handle_details,
@@ -23,7 +24,9 @@ ACTION_HANDLERS = {
 
 
 def register(app: App, deps: Deps) -> None:
-    """Binds every listener; handlers get `deps` through functools.partial, never a global."""
+    """Binds every listener and every job; handlers get `deps` through functools.partial,
+    never a global."""
+    register_jobs(deps)
     app.command(ids.SLASH_COMMAND)(partial(listeners.handle_slash_command, deps=deps))
     app.event("app_mention")(partial(listeners.handle_mention, deps=deps))
     app.shortcut(ids.SHORTCUT_THREAD_SESSIONS)(partial(listeners.handle_thread_shortcut, deps=deps))

@@ -17,8 +17,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.deps import Deps
-from bot.ngrok.client import NgrokClient
-from bot.ngrok.models import Action, TunnelSession
+from bot.ngrok.models import Action, TunnelSession, as_action
 from bot.policy import ApprovalMode, may_approve
 from bot.slack.invocation import Invocation
 from bot.slack.views.approvals import TwoPersonState, render_two_person_request
@@ -30,7 +29,7 @@ from bot.slack.views.follow_ups import (
 )
 from bot.state.approvals import ApprovalClaims, TokenError, verify_token
 from bot.state.requests import TwoPersonRequest
-from commands.execute import Outcome, find_successor, run_action
+from commands.execute import Outcome, find_successor_once, run_action
 
 log = logging.getLogger("ngrok_ops.approval")
 
@@ -43,6 +42,13 @@ EXPIRED = (
     "and the session id for a new prompt."
 )
 RESTART_SEARCH_SECONDS = 60.0
+SUCCESSOR_POLL_SECONDS = 2.0
+ACTION_PREFIX = "action:"
+ACTION_RECORD_SECONDS = 7 * 24 * 3600
+# Job names: what commands.jobs registers and these functions enqueue.
+JOB_SUCCESSOR = "successor"
+JOB_FINISH_UPDATE = "finish_update"
+JOB_EXPIRE_REQUEST = "expire_request"
 
 
 def audit_fields(
@@ -126,19 +132,60 @@ def may_click(
 def perform(
     deps: Deps,
     where: Invocation,
-    client: NgrokClient,
+    account: str,
     action: Action,
     session: TunnelSession,
     *,
+    action_id: str,
     approver: str,
     fields: dict[str, Any],
     announce: Callable[[Outcome], None],
-) -> Outcome:
-    """The one POST, its records, and what follows a success (finding the restarted agent,
-    or the restart that completes an update)."""
+) -> Outcome | None:
+    """Runs one approved action exactly once: its record is created under `action_id`
+    before anything is sent (a job delivered twice stops here), moved to "sending" just
+    before the POST and to "sent"/"failed" after it, so a process that dies in between
+    leaves a record that recovery resolves instead of repeating the POST."""
+    key = ACTION_PREFIX + action_id
+    now = deps.clock()
+    record = {
+        "id": action_id,
+        "state": "approved",
+        "action": action,
+        "session": session.to_api(),
+        "account": account,
+        "where": where.to_data(),
+        "approver": approver,
+        "fields": fields,
+        "started": now,
+        "updated": now,
+    }
+    if not deps.store.create_request(key, record, ttl_seconds=ACTION_RECORD_SECONDS):
+        log.warning("action %s was already started; not sending it again", action_id)
+        return None
+    return send_recorded(deps, key, announce)
+
+
+def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> Outcome | None:
+    """The POST of a recorded, approved action, its records, and what follows a success
+    (finding the restarted agent, or scheduling the restart that completes an update)."""
+    claimed = deps.store.transition_request(
+        key, expect_state="approved", new_state="sending", changes={"updated": deps.clock()}
+    )
+    if claimed is None:
+        return None  # another process is sending it, or it was resolved already
+    action = as_action(claimed["action"])
+    session = TunnelSession.from_api(claimed["session"])
+    client = deps.ngrok_clients.get(claimed["account"])
+    if action is None or client is None:
+        log.error("action record %s names an unknown action or account", key)
+        return None
     outcome = run_action(client, action, session.id)
-    if fields.get("account"):
-        deps.fleet.invalidate(fields["account"])  # the list must not show the old state
+    deps.store.transition_request(
+        key, expect_state="sending", new_state="sent" if outcome.ok else "failed",
+        changes={"updated": deps.clock(), "ok": outcome.ok, "sentence": outcome.sentence},
+    )  # fmt: skip
+    deps.fleet.invalidate(claimed["account"])  # the list must not show the old state
+    approver, fields = claimed["approver"], claimed["fields"]
     deps.auditor.record(
         "executed" if outcome.ok else "failed",
         actor=approver,
@@ -151,34 +198,46 @@ def perform(
         **fields,
     )
     announce(outcome)
-    if outcome.ok and action == "restart":
-        deps.jobs.submit(report_successor, deps, where, client, session)
-    elif outcome.ok and action == "update":
-        delay = deps.settings.update_restart_delay
-        deps.jobs.later(delay, finish_update, deps, where, client, session, approver, fields)
+    if outcome.ok:
+        follow_up(deps, claimed, key.removeprefix(ACTION_PREFIX))
     return outcome
 
 
-def report_successor(
-    deps: Deps, where: Invocation, client: NgrokClient, session: TunnelSession
-) -> None:
-    """Names the new session id of a restarted agent in the thread, or says it is missing."""
-    successor = find_successor(
-        client, session, timeout=RESTART_SEARCH_SECONDS, sleep=deps.jobs.pause
-    )
+def follow_up(deps: Deps, record: dict[str, Any], action_id: str) -> None:
+    """What a successful action promises next, as jobs that outlive this process."""
+    base = {"where": record["where"], "account": record["account"], "session": record["session"]}
+    if record["action"] == "restart":
+        deadline = deps.clock() + RESTART_SEARCH_SECONDS
+        deps.jobs.submit(JOB_SUCCESSOR, {**base, "deadline": deadline})
+    elif record["action"] == "update":
+        deps.jobs.later(
+            deps.settings.update_restart_delay,
+            JOB_FINISH_UPDATE,
+            {**base, "approver": record["approver"], "fields": record["fields"],
+             "action_id": action_id},
+        )  # fmt: skip
+
+
+def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
+    """Looks once for the restarted agent; until the deadline, looks again a little later
+    (a job, not a sleeping thread), then names the new id in the thread or says it is missing."""
+    session = TunnelSession.from_api(payload["session"])
+    client = deps.ngrok_clients.get(payload["account"])
+    if client is None:
+        return
+    successor = find_successor_once(client, session)
+    if successor is None and deps.clock() < float(payload["deadline"]):
+        deps.jobs.later(SUCCESSOR_POLL_SECONDS, JOB_SUCCESSOR, payload)
+        return
+    where = Invocation.from_data(payload["where"], deps.slack)
     where.public(render_successor(session.id, successor, RESTART_SEARCH_SECONDS))
 
 
-def finish_update(
-    deps: Deps,
-    where: Invocation,
-    client: NgrokClient,
-    session: TunnelSession,
-    approver: str,
-    fields: dict[str, Any],
-) -> None:
+def finish_update(deps: Deps, payload: dict[str, Any]) -> None:
     """An update only takes effect after a restart at least 10 s later; the bot does it,
     except on Windows, where the agent cannot restart itself."""
+    session = TunnelSession.from_api(payload["session"])
+    where = Invocation.from_data(payload["where"], deps.slack)
     if session.is_windows:
         where.public(render_update_needs_manual_restart(session.id))
         return
@@ -189,8 +248,10 @@ def finish_update(
         )
 
     perform(
-        deps, where, client, "restart", session, approver=approver,
-        fields={**fields, "action": "restart", "follows": "update"}, announce=announce,
+        deps, where, payload["account"], "restart", session,
+        action_id=f"{payload['action_id']}:restart", approver=payload["approver"],
+        fields={**payload["fields"], "action": "restart", "follows": "update"},
+        announce=announce,
     )  # fmt: skip
 
 
@@ -211,7 +272,8 @@ def edit_request(
 
 
 def expire_request(deps: Deps, request_id: str) -> None:
-    """Moves a request that nobody decided in time to expired; a no-op once decided."""
+    """Moves a request that nobody decided in time to expired; a no-op once decided. Runs
+    as a scheduled job at the expiry time, and from a late click if that job has not."""
     record = deps.store.transition_request(
         request_id, expect_state="requested", new_state="expired", changes={}
     )

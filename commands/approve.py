@@ -9,6 +9,7 @@ from bot.slack.views.approvals import (
     render_action_result,
     render_cancelled,
     render_public_record,
+    render_running,
 )
 from bot.slack.views.errors import render_error
 from bot.state.approvals import consume_approval
@@ -28,7 +29,7 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
     found = fetch_session(deps, claims.channel, session_id, reply=inv.private, action=action)
     if found is None:
         return
-    account, client, session = found
+    account, _, session = found
     if approval_mode_for_request(deps.config, action, [session]) != "self":
         inv.replace(
             render_error(f"This {action} now needs a second person; ask again for a new prompt.")
@@ -65,9 +66,10 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
             )
         )
 
+    inv.replace(render_running(action, session.id))
     perform(
-        deps, where, client, action, session, approver=inv.user_id, fields=fields,
-        announce=announce,
+        deps, where, account.name, action, session, action_id=claims.nonce,
+        approver=inv.user_id, fields=fields, announce=announce,
     )  # fmt: skip
 
 

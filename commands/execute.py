@@ -80,26 +80,14 @@ def is_successor(old: TunnelSession, candidate: TunnelSession) -> bool:
     )
 
 
-def find_successor(
-    client: NgrokClient,
-    old: TunnelSession,
-    *,
-    timeout: float,
-    interval: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> TunnelSession | None:
-    """Polls the (IP-filtered) list until the restarted agent shows up, or gives up."""
-    deadline = clock() + timeout
+def find_successor_once(client: NgrokClient, old: TunnelSession) -> TunnelSession | None:
+    """One look through the (IP-filtered) list for the restarted agent; None when it is not
+    there (yet) or the list could not be read (only naming the new id is at stake)."""
     cel = SessionFilter(ips=(old.ip,)).to_cel() if old.ip else None
-    while True:
-        try:
-            for candidate in client.iter_sessions(filter=cel):
-                if is_successor(old, candidate):
-                    return candidate
-        except NgrokError as error:
-            # Best effort: the action already succeeded, only naming the new id is at stake.
-            log.info("looking for the restarted agent of %s failed: %s", old.id, error)
-        if clock() + interval > deadline:
-            return None
-        sleep(interval)
+    try:
+        for candidate in client.iter_sessions(filter=cel):
+            if is_successor(old, candidate):
+                return candidate
+    except NgrokError as error:
+        log.info("looking for the restarted agent of %s failed: %s", old.id, error)
+    return None

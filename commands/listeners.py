@@ -1,44 +1,27 @@
 """The only functions with Bolt signatures: `/ngrok`, `@ngrok-ops`, the message shortcut,
 and every button.
 
-Each acks on its first line and hands the work to bot.jobs, so a slow ngrok API can never
-hold a Bolt listener thread (and with it the ack of someone else's request). Clicks on
-ephemeral messages do not say which thread they came from, so session buttons carry channel
-and thread in their value and approval buttons in their signed token.
+Each verifies what it can for free, acks, and enqueues a job with plain data (commands.jobs
+runs it in a consumer process), so the web process never waits on ngrok or renders a list,
+and a slow ngrok API can never hold the thread that acks someone else's request.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.deps import Deps
-from bot.ngrok.models import as_action
-from bot.slack.blocks import ButtonValue, decode_button_value, value_of_action
+from bot.slack.blocks import value_of_action
 from bot.slack.invocation import Invocation
-from bot.slack.views.errors import SORRY, render_error
-from commands.approval import INVALID_BUTTON
-from commands.approve import approve_own_request, cancel_request
-from commands.details import show_session
-from commands.grammar import ParseError, SessionQuery, parse_command, strip_mention
-from commands.request import request_action
-from commands.router import route, run_mention
-from commands.sessions import list_sessions, turn_page
-from commands.two_person import ask_for_approval, decide
+from bot.slack.views.errors import render_error
+from commands.grammar import ParseError, parse_command, strip_mention
+from commands.jobs import JOB_CLICK, JOB_COMMAND, JOB_MENTION, JOB_SHORTCUT
 
 log = logging.getLogger("ngrok_ops.listeners")
-
-Listener = Callable[..., None]
-
-
-def run_later(inv: Invocation, deps: Deps, fn: Callable[..., None], *args: Any) -> None:
-    """Hands work to the job pool; an unexpected error still gets a reply."""
-    deps.jobs.submit(fn, inv, deps, *args, on_error=lambda _: inv.private(render_error(SORRY)))
-
 
 # --- what people type ------------------------------------------------------------------------
 
@@ -48,7 +31,7 @@ def handle_slash_command(
 ) -> None:
     """`/ngrok <text>`: parse errors are answered in the ack itself, the rest later."""
     try:
-        parsed = parse_command(command.get("text") or "")
+        parse_command(command.get("text") or "")  # only to answer a mistake in the ack
     except ParseError as error:
         ack(**render_error(error.message, error.usage))
         return
@@ -61,7 +44,7 @@ def handle_slash_command(
         client=client,
         respond=respond,
     )
-    run_later(inv, deps, route, parsed)
+    deps.jobs.submit(JOB_COMMAND, {"inv": inv.to_data(), "text": command.get("text") or ""})
 
 
 def handle_mention(
@@ -85,7 +68,8 @@ def handle_mention(
         client=client,
     )
     text = strip_mention(event.get("text") or "", context.bot_user_id)
-    run_later(inv, deps, run_mention, body.get("event_id"), text)
+    payload = {"inv": inv.to_data(), "event_id": body.get("event_id"), "text": text}
+    deps.jobs.submit(JOB_MENTION, payload)
 
 
 def handle_thread_shortcut(
@@ -102,146 +86,88 @@ def handle_thread_shortcut(
         client=client,
         respond=respond,
     )
-    run_later(inv, deps, list_sessions, SessionQuery())
+    deps.jobs.submit(JOB_SHORTCUT, {"inv": inv.to_data()})
 
 
 # --- buttons -----------------------------------------------------------------------------------
 
 
-def click_invocation(
-    body: dict[str, Any], respond: Respond, client: WebClient, value: ButtonValue | None = None
-) -> Invocation:
-    """Who clicked, and where replies go: the value's channel/thread, else the payload's."""
+def click_invocation(body: dict[str, Any], respond: Respond, client: WebClient) -> Invocation:
+    """Who clicked, and where the click came from (what Slack signed)."""
     container = body.get("container") or {}
     message = body.get("message") or {}
-    channel = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
-    thread = container.get("thread_ts") or message.get("thread_ts")
-    if value is not None and value.channel_id:
-        channel, thread = value.channel_id, value.thread_ts or None
     return Invocation(
         entry="action",
         user_id=(body.get("user") or {}).get("id", ""),
-        channel_id=channel,
-        thread_ts=thread,
+        channel_id=(body.get("channel") or {}).get("id") or container.get("channel_id", ""),
+        thread_ts=container.get("thread_ts") or message.get("thread_ts"),
         client=client,
         respond=respond,
     )
 
 
-def refuse_invalid_button(inv: Invocation, deps: Deps) -> None:
-    inv.private(render_error(INVALID_BUTTON))
-
-
-def _session_click(
-    run: Callable[[Invocation, Deps, ButtonValue], None],
-    ack: Ack,
-    body: dict[str, Any],
-    action: dict[str, Any],
-    respond: Respond,
-    client: WebClient,
-    deps: Deps,
-) -> None:
-    """A button whose value names a session (or a page of sessions)."""
+def _enqueue_click(
+    kind: str, ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+    client: WebClient, deps: Deps,
+) -> None:  # fmt: skip
+    """Every button: ack, then one job naming the button and carrying its raw value."""
     ack()
-    try:
-        value = decode_button_value(value_of_action(action))
-    except ValueError as error:
-        log.warning("rejected a malformed button value: %s", error)
-        run_later(click_invocation(body, respond, client), deps, refuse_invalid_button)
-        return
-    run_later(click_invocation(body, respond, client, value), deps, run, value)
-
-
-def _token_click(
-    run: Callable[[Invocation, Deps, str], None],
-    ack: Ack,
-    body: dict[str, Any],
-    action: dict[str, Any],
-    respond: Respond,
-    client: WebClient,
-    deps: Deps,
-) -> None:
-    """A button whose value is a signed approval token."""
-    ack()
-    run_later(click_invocation(body, respond, client), deps, run, value_of_action(action))
-
-
-def open_details(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
-    show_session(inv, deps, value.session_id)
-
-
-def open_request(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
-    """Restart / Update / Stop on a list or detail view: the same prompt as typing it."""
-    action = as_action(value.op)
-    if action is None:
-        refuse_invalid_button(inv, deps)
-        return
-    request_action(inv, deps, action, value.session_id)
-
-
-def open_page(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
-    turn_page(inv, deps, value.query, value.cursor)
-
-
-def approve_two_person(inv: Invocation, deps: Deps, token: str) -> None:
-    decide(inv, deps, token, approve=True)
-
-
-def deny_two_person(inv: Invocation, deps: Deps, token: str) -> None:
-    decide(inv, deps, token, approve=False)
+    inv = click_invocation(body, respond, client)
+    payload = {"inv": inv.to_data(), "kind": kind, "value": value_of_action(action)}
+    deps.jobs.submit(JOB_CLICK, payload)
 
 
 def handle_details(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _session_click(open_details, ack, body, action, respond, client, deps)
+    _enqueue_click("details", ack, body, action, respond, client, deps)
 
 
 def handle_request(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _session_click(open_request, ack, body, action, respond, client, deps)
+    _enqueue_click("request", ack, body, action, respond, client, deps)
 
 
 def handle_page(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _session_click(open_page, ack, body, action, respond, client, deps)
+    _enqueue_click("page", ack, body, action, respond, client, deps)
 
 
 def handle_approve(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _token_click(approve_own_request, ack, body, action, respond, client, deps)
+    _enqueue_click("approve", ack, body, action, respond, client, deps)
 
 
 def handle_cancel(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _token_click(cancel_request, ack, body, action, respond, client, deps)
+    _enqueue_click("cancel", ack, body, action, respond, client, deps)
 
 
 def handle_ask_approval(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _token_click(ask_for_approval, ack, body, action, respond, client, deps)
+    _enqueue_click("ask_approval", ack, body, action, respond, client, deps)
 
 
 def handle_two_person_approve(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _token_click(approve_two_person, ack, body, action, respond, client, deps)
+    _enqueue_click("two_person_approve", ack, body, action, respond, client, deps)
 
 
 def handle_two_person_deny(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _token_click(deny_two_person, ack, body, action, respond, client, deps)
+    _enqueue_click("two_person_deny", ack, body, action, respond, client, deps)

@@ -16,9 +16,9 @@ from bot.slack.views.follow_ups import render_approval_requested
 from bot.state.approvals import ApprovalClaims, consume_approval, issue_token
 from bot.state.requests import TwoPersonRequest
 from commands.approval import (
+    JOB_EXPIRE_REQUEST,
     audit_fields,
     edit_request,
-    expire_request,
     may_click,
     perform,
     verify_click,
@@ -102,7 +102,7 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
     deps.auditor.record(
         "approval_requested", actor=inv.user_id, **audit_fields(claims, session, account.name)
     )
-    deps.jobs.later(ttl, expire_request, deps, request.id)
+    deps.jobs.later(ttl, JOB_EXPIRE_REQUEST, {"request_id": request.id})
 
 
 def _load_request(inv: Invocation, deps: Deps, claims: ApprovalClaims) -> TwoPersonRequest | None:
@@ -142,9 +142,6 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
         return
     deps.auditor.record("approved", actor=inv.user_id, approver=inv.user_id, **fields)
     edit_request(deps, decided, "running", actor_id=inv.user_id)
-    bound = deps.ngrok_for(claims.channel)
-    assert bound is not None  # may_approve refuses channels without an account
-    _, client = bound
 
     def announce(outcome: Outcome) -> None:
         state: TwoPersonState = "done" if outcome.ok else "failed"
@@ -158,6 +155,6 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
         )  # fmt: skip
 
     perform(
-        deps, where_claimed(inv, claims), client, decided.action, decided.session,
-        approver=inv.user_id, fields=fields, announce=announce,
+        deps, where_claimed(inv, claims), decided.account, decided.action, decided.session,
+        action_id=decided.id, approver=inv.user_id, fields=fields, announce=announce,
     )  # fmt: skip

@@ -52,6 +52,10 @@ def validate_message(body: dict) -> None:
         block.validate_json()
 
 
+def is_working(body: dict) -> bool:
+    return any(block.get("block_id") == "working" for block in body.get("blocks") or [])
+
+
 @dataclass
 class Stack:
     ngrok: NgrokApiServer
@@ -70,11 +74,19 @@ class Stack:
         return response, url.rsplit("/", 1)[1]
 
     def reply(self, key: str, count: int = 1, timeout: float = 15.0) -> dict:
-        """The `count`-th message posted to a response_url, validated."""
-        calls = self.slack.wait_for("response_url", count, key=key, timeout=timeout)
-        body = calls[count - 1].body
-        validate_message(body)
-        return body
+        """The `count`-th answer posted to a response_url, validated; "working…" messages
+        that an answer replaces (block id `working`) are not counted."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            seen += 1
+            calls = self.slack.wait_for(
+                "response_url", seen, key=key, timeout=max(deadline - time.monotonic(), 0.1)
+            )
+            bodies = [c.body for c in calls if not is_working(c.body)]
+            if len(bodies) >= count:
+                validate_message(bodies[count - 1])
+                return bodies[count - 1]
 
     def ask(self, text: str, **kwargs: str) -> dict:
         """`/ngrok text` and its first reply."""

@@ -1,51 +1,107 @@
-"""bot.jobs: errors are reported, waits end at shutdown, and nothing promised vanishes silently."""
+"""bot.jobs: huey with JSON payloads; jobs run, fail loudly, wait, and outlive a process."""
 
 from __future__ import annotations
 
-import logging
+import datetime as dt
+import pickle
 import threading
-import time
 
-from bot.jobs import Jobs
+import pytest
+from huey.registry import Message
 
-
-def test_errors_reach_on_error_and_the_pool_keeps_working():
-    jobs, errors, done = Jobs(max_workers=2), [], threading.Event()
-
-    def broken() -> None:
-        raise ValueError("boom")
-
-    jobs.submit(broken, on_error=errors.append)
-    jobs.submit(done.set)
-    assert done.wait(5) and jobs.wait_idle(5)
-    assert [type(e) for e in errors] == [ValueError]
-    jobs.shutdown(timeout=1)
+from bot.jobs import Jobs, JsonSerializer, open_queue, queue_path
 
 
-def test_a_paused_job_is_woken_by_shutdown():
-    jobs, started, ended = Jobs(max_workers=1), threading.Event(), []
-
-    def waits() -> None:
-        started.set()
-        jobs.pause(60)
-        ended.append("not reached")
-
-    jobs.submit(waits)
-    assert started.wait(5)
-    began = time.monotonic()
-    jobs.shutdown(timeout=5)
-    assert time.monotonic() - began < 5 and ended == []
+@pytest.fixture
+def memory_jobs():
+    jobs = Jobs(open_queue(redis_url=None, sqlite_path="", memory=True))
+    stop = jobs.start_threads(workers=2)
+    yield jobs
+    stop()
 
 
-def test_work_refused_or_cancelled_at_shutdown_is_reported(caplog):
-    jobs, refused = Jobs(max_workers=1), []
+def test_messages_round_trip_as_json_with_their_datetimes():
+    serializer = JsonSerializer()
+    eta = dt.datetime(2026, 12, 1, 22, 0, 5)
+    message = Message("id1", "ngrok_ops.job", eta, 0, 0, None, ["click", {"a": [1, "x"]}], {})
+    raw = serializer.serialize(message)
+    assert raw.startswith(b"{") and b"click" in raw
+    assert serializer.deserialize(raw) == Message(
+        "id1", "ngrok_ops.job", eta, 0, 0, None, ["click", {"a": [1, "x"]}], {}
+    )
 
-    def finish_update() -> None:
-        raise AssertionError("a cancelled timer must not run")
 
-    jobs.later(30, finish_update)
-    with caplog.at_level(logging.WARNING, logger="ngrok_ops.jobs"):
-        jobs.shutdown(timeout=1)
-    assert "cancelled scheduled job" in caplog.text and "finish_update" in caplog.text
-    jobs.submit(print, on_error=refused.append)
-    assert len(refused) == 1
+def test_payloads_that_are_not_plain_data_are_refused():
+    with pytest.raises(TypeError, match="plain JSON"):
+        JsonSerializer().serialize(Message("id", "t", None, 0, 0, None, [object()], {}))
+
+
+def test_a_pickled_message_is_never_unpickled():
+    """Whoever can write to the queue must not be able to run code in the bot."""
+    evil = pickle.dumps(Message("id", "t", None, 0, 0, None, [], {}))
+    with pytest.raises(ValueError):
+        JsonSerializer().deserialize(evil)
+
+
+def test_a_job_runs_and_a_failing_one_reports_to_its_error_handler(memory_jobs, caplog):
+    done, reported = threading.Event(), []
+
+    def broken(payload):
+        raise RuntimeError("boom")
+
+    memory_jobs.register("ok", lambda payload: done.set())
+    memory_jobs.register("broken", broken, on_error=reported.append)
+    memory_jobs.submit("broken", {"who": "U1"})
+    memory_jobs.submit("ok", {})
+    assert memory_jobs.wait_idle(10)
+    assert done.is_set() and reported == [{"who": "U1"}]
+    assert "job broken failed" in caplog.text
+
+
+def test_an_unregistered_job_is_a_programming_error(memory_jobs):
+    with pytest.raises(KeyError, match="nobody"):
+        memory_jobs.submit("nobody", {})
+
+
+def test_a_scheduled_job_runs_after_its_delay(memory_jobs):
+    ran = []
+    memory_jobs.register("later", ran.append)
+    memory_jobs.later(0.2, "later", {"n": 1})
+    assert ran == []
+    assert memory_jobs.wait_idle(10)
+    assert ran == [{"n": 1}]
+
+
+def test_queued_and_scheduled_jobs_outlive_the_process_that_made_them(tmp_path):
+    """SQLite keeps them in a file: a new process (a new Jobs on the file) runs them."""
+    state = str(tmp_path / "state.sqlite3")
+    first = Jobs(open_queue(redis_url=None, sqlite_path=state))
+    first.register("restart", lambda payload: None)
+    first.submit("restart", {"session": "ts_1"})
+    first.later(3600, "restart", {"session": "ts_2"})
+    first.close()
+    second = Jobs(open_queue(redis_url=None, sqlite_path=state))
+    ran = []
+    second.register("restart", ran.append)
+    assert second.backlog() == 2
+    stop = second.start_threads(workers=1)
+    try:
+        assert second.wait_idle(10)
+    finally:
+        stop()
+    assert ran == [{"session": "ts_1"}]
+    assert second.scheduled() == 1  # the one due in an hour waits in the schedule
+
+
+def test_the_heartbeat_is_shared_through_the_queue(tmp_path):
+    state = str(tmp_path / "state.sqlite3")
+    writer = Jobs(open_queue(redis_url=None, sqlite_path=state), clock=lambda: 1234.5)
+    reader = Jobs(open_queue(redis_url=None, sqlite_path=state))
+    assert reader.last_beat() is None
+    writer.beat()
+    assert reader.last_beat() == 1234.5
+
+
+def test_the_queue_file_sits_beside_the_state_file():
+    assert queue_path("/var/lib/bot/state.sqlite3") == "/var/lib/bot/state.jobs.sqlite3"
+    assert queue_path("ngrok-ops") == "ngrok-ops.jobs.sqlite3"

@@ -451,9 +451,10 @@ def procfile() -> dict[str, str]:
     return entries
 
 
-def test_procfile_runs_gunicorn_for_web_and_the_bot_for_worker():
+def test_procfile_runs_gunicorn_for_web_the_bot_for_worker_and_the_consumer_for_jobs():
     entries = procfile()
-    assert set(entries) == {"web", "worker"}
+    assert set(entries) == {"web", "worker", "jobs"}
+    assert entries["jobs"] == "python -m bot jobs"
     web = entries["web"].split()
     assert web[0] == "gunicorn"
     assert "python:bot.gunicorn_conf" in web

@@ -18,6 +18,7 @@ from bot.settings.bot_config import BotConfig, ConfigError, load_config
 from bot.state.approvals import derive_secret
 
 Mode = Literal["http", "socket"]
+JobsConsumer = Literal["embedded", "separate"]
 
 SECRET_SETTINGS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "APPROVAL_SECRET")
 
@@ -58,6 +59,8 @@ class Settings:
     ngrok_max_in_flight: int
     ngrok_timeout: float
     worker_threads: int
+    jobs_consumer: JobsConsumer
+    action_recovery_seconds: float
     web_workers: int
     update_restart_delay: float
     group_cache_seconds: float
@@ -194,6 +197,10 @@ def load_settings(
         ngrok_max_in_flight=_number(env, "NGROK_MAX_IN_FLIGHT", 4, 1, 64, problems),
         ngrok_timeout=_number(env, "NGROK_TIMEOUT", 10.0, 0.1, 120.0, problems),
         worker_threads=_number(env, "WORKER_THREADS", 16, 1, 256, problems),
+        jobs_consumer=_jobs_consumer(env, problems),
+        action_recovery_seconds=_number(
+            env, "ACTION_RECOVERY_SECONDS", 120.0, 1.0, 86_400.0, problems
+        ),
         web_workers=_number(env, "WEB_CONCURRENCY", 1, 1, 64, problems),
         update_restart_delay=_number(env, "UPDATE_RESTART_DELAY", 15.0, 0.0, 600.0, problems),
         fleet_cache_seconds=_number(env, "FLEET_CACHE_SECONDS", 10.0, 0.0, 600.0, problems),
@@ -207,6 +214,19 @@ def load_settings(
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def _jobs_consumer(env: Mapping[str, str], problems: list[str]) -> JobsConsumer:
+    value = env.get("JOBS_CONSUMER", "").strip().lower() or "embedded"
+    if value == "embedded":
+        return "embedded"
+    if value == "separate":
+        return "separate"
+    problems.append(
+        f"JOBS_CONSUMER must be embedded (the web process starts one) or separate (a jobs: "
+        f"process runs it), not {value!r}."
+    )
+    return "embedded"
 
 
 def load_settings_from_environment() -> Settings:

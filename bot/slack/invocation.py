@@ -11,8 +11,9 @@ rule for which of them a command's answer uses.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
@@ -21,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 log = logging.getLogger("ngrok_ops.reply")
 
 Entry = Literal["command", "mention", "shortcut", "action"]
+ENTRIES: tuple[Entry, ...] = get_args(Entry)
 
 NOT_IN_CHANNEL = (
     "I can't post in this conversation. Invite me with `/invite @ngrok-ops` and try again."
@@ -37,6 +39,30 @@ class Invocation:
     thread_ts: str | None
     client: WebClient
     respond: Respond | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data for a job: who, where, and the response_url (a URL, not a function)."""
+        return {
+            "entry": self.entry,
+            "user_id": self.user_id,
+            "channel_id": self.channel_id,
+            "thread_ts": self.thread_ts,
+            "response_url": getattr(self.respond, "response_url", None),
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], client: WebClient) -> Invocation:
+        """The invocation again, in the process that runs the job."""
+        entry = data.get("entry")
+        url = data.get("response_url")
+        return cls(
+            entry=entry if entry in ENTRIES else "action",
+            user_id=str(data.get("user_id") or ""),
+            channel_id=str(data.get("channel_id") or ""),
+            thread_ts=data.get("thread_ts") or None,
+            client=client,
+            respond=Respond(response_url=url) if isinstance(url, str) and url else None,
+        )
 
     def answer(self, message: dict[str, Any], *, in_place: bool = False) -> None:
         """A command's answer: in a thread (mention, shortcut) everyone there sees it; a

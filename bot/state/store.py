@@ -41,6 +41,17 @@ class Store(Protocol):
         """Store (or replace) a two-person request; `record["state"]` must be a string."""
         ...
 
+    def create_request(
+        self, request_id: str, record: dict[str, Any], *, ttl_seconds: float
+    ) -> bool:
+        """Store a record only when no live one has that id: True exactly once per id, so a
+        job delivered twice cannot start the same action twice."""
+        ...
+
+    def find_requests(self, prefix: str) -> list[dict[str, Any]]:
+        """Every live record whose id starts with `prefix` (recovery scans its own kind)."""
+        ...
+
     def get_request(self, request_id: str) -> dict[str, Any] | None:
         """The request record, or None when unknown or expired."""
         ...

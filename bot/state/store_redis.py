@@ -58,6 +58,11 @@ def _location(url: str) -> str:
     return f"{parts.hostname or '?'}:{parts.port or 6379}{parts.path or ''}"
 
 
+def _glob_escape(text: str) -> str:
+    """A literal prefix inside a Redis MATCH pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
 def _millis(ttl_seconds: float) -> int:
     return max(1, math.ceil(check_ttl(ttl_seconds) * 1000))
 
@@ -115,6 +120,25 @@ class RedisStore:
         raw = json.dumps(record, separators=(",", ":"))
         with self._redis_errors():
             self._client.set(self._key("request", request_id), raw, px=_millis(ttl_seconds))
+
+    def create_request(
+        self, request_id: str, record: dict[str, Any], *, ttl_seconds: float
+    ) -> bool:
+        check_request_record(record)
+        raw = json.dumps(record, separators=(",", ":"))
+        with self._redis_errors():
+            created = self._client.set(
+                self._key("request", request_id), raw, nx=True, px=_millis(ttl_seconds)
+            )
+        return bool(created)
+
+    def find_requests(self, prefix: str) -> list[dict[str, Any]]:
+        # SCAN walks the keyspace in small steps; recovery calls this once a minute.
+        pattern = self._key("request", _glob_escape(prefix)) + "*"
+        with self._redis_errors():
+            keys = sorted(cast(list[str], list(self._client.scan_iter(match=pattern, count=500))))
+            raws = cast(list[str | None], self._client.mget(keys)) if keys else []
+        return [json.loads(raw) for raw in raws if raw is not None]
 
     def get_request(self, request_id: str) -> dict[str, Any] | None:
         with self._redis_errors():

@@ -168,6 +168,38 @@ class SqliteStore:
             )
             self._purge_expired(conn, now)
 
+    def create_request(
+        self, request_id: str, record: dict[str, Any], *, ttl_seconds: float
+    ) -> bool:
+        check_request_record(record)
+        ttl = check_ttl(ttl_seconds)
+        raw = json.dumps(record, separators=(",", ":"))
+        now = self._clock()
+        with self._write() as conn:
+            # Like a nonce: a live record blocks the insert; an expired one is replaced.
+            created = conn.execute(
+                "INSERT INTO requests (request_id, record, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (request_id) DO UPDATE "
+                "SET record = excluded.record, expires_at = excluded.expires_at "
+                "WHERE requests.expires_at <= ?",
+                (request_id, raw, now + ttl, now),
+            ).rowcount
+        return created == 1
+
+    def find_requests(self, prefix: str) -> list[dict[str, Any]]:
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._lock, _sqlite_errors(self._path):
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT record FROM requests WHERE request_id LIKE ? ESCAPE '\\' "
+                    "AND expires_at > ? ORDER BY request_id",
+                    (pattern, self._clock()),
+                )
+                .fetchall()
+            )
+        return [json.loads(row[0]) for row in rows]
+
     def get_request(self, request_id: str) -> dict[str, Any] | None:
         with self._lock, _sqlite_errors(self._path):
             row = (

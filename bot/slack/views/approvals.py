@@ -29,6 +29,12 @@ _PAST: dict[Action, str] = {
     "update": "Started the update of",
     "stop": "Stopped",
 }
+WORKING = "working"  # the block id of a message that its answer will replace
+_RUNNING: dict[Action, str] = {
+    "restart": "Restarting",
+    "update": "Updating",
+    "stop": "Stopping",
+}
 _AFTER: dict[Action, str] = {
     "restart": "The agent will come back with a new session id.",
     "update": "The bot restarts the agent at least 10 s later so the new version runs; it will "
@@ -95,6 +101,12 @@ def render_approval_prompt(
         )
     )
     return bk.message(f"{label} agent {session.id}? Approve or cancel.", blocks)
+
+
+def render_running(op: Action, session_id: str) -> dict[str, Any]:
+    """Replaces the prompt the moment Approve is accepted, so nobody clicks it again."""
+    text = f":hourglass_flowing_sand: {_RUNNING[op]} {bk.code_span(session_id, 60)}…"
+    return bk.message(f"{_RUNNING[op]} {session_id}…", [bk.section(text, block_id=WORKING)])
 
 
 def render_action_result(

@@ -83,6 +83,7 @@ EVENT_VERBS = {
     "executed": "ran",
     "failed": "failed to",
     "refused": "was refused:",
+    "recovered": "(after a restart of the bot) resolved:",
 }
 
 

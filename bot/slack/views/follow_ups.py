@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.ngrok.models import TunnelSession
+from bot.ngrok.models import Action, TunnelSession
 from bot.slack import blocks as bk
 
 
@@ -49,4 +49,15 @@ def render_approval_requested(*, in_thread: bool) -> dict[str, Any]:
     place = "thread" if in_thread else "channel"
     return _notice(
         f"Approval requested in the {place}; someone with the approver role must approve it."
+    )
+
+
+def render_recovered(
+    action: Action, session_id: str, *, requester_id: str, approver_id: str, finding: str
+) -> dict[str, Any]:
+    """What the bot learned about an action whose process died while sending it."""
+    return _notice(
+        f":warning: The bot restarted while sending the *{action}* of "
+        f"{bk.code_span(session_id, 60)} (asked by {bk.user_mention(requester_id)}, approved by "
+        f"{bk.user_mention(approver_id)}). {bk.clip(finding, 1000)}"
     )

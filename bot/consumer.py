@@ -1,0 +1,47 @@
+"""`python -m bot jobs`: the process that runs every job (replies, approved actions, the
+update's restart, expiries, recovery), on the same queue as every web process.
+
+The web process starts one of these itself (bot.supervisor) unless JOBS_CONSUMER=separate,
+so `python -m bot` or the Procfile's `web:` alone is a complete bot, and rendering never
+shares a GIL with the acks. To scale, run more of them (the Procfile's `jobs:`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from bot.app import create_app
+from bot.deps import build_deps
+from bot.logs import configure_logging
+from bot.settings.env import load_settings_from_environment
+
+log = logging.getLogger("ngrok_ops.consumer")
+HEARTBEAT_SECONDS = 5.0
+
+
+def run_consumer() -> None:
+    """Consumes until SIGTERM, then lets running jobs finish (huey's graceful stop)."""
+    settings = load_settings_from_environment()
+    configure_logging(settings.log_level, settings.secret_values())
+    deps = build_deps(settings)
+    create_app(deps)  # registers every job handler exactly as the web process does
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                deps.jobs.beat()
+            except Exception:
+                log.exception("could not write the consumer heartbeat")
+
+    deps.jobs.beat()
+    threading.Thread(target=beat, name="consumer-heartbeat", daemon=True).start()
+    # Work a dead process left half done is resolved before anything new runs.
+    deps.jobs.run_now("recover_actions", {})
+    log.info("ngrok-ops job consumer running with %d threads", settings.worker_threads)
+    try:
+        deps.jobs.consumer(workers=settings.worker_threads).run()
+    finally:
+        stop.set()
+        deps.close()

@@ -1,0 +1,83 @@
+"""What each button runs, in the consumer: decode its value, then call the verb.
+
+Session buttons (Details, Restart/Update/Stop, Older/Newer) carry channel and thread in
+their value, because a click on an ephemeral message does not say which thread it came from;
+approval buttons carry a signed token, checked by the verb.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from bot.deps import Deps
+from bot.ngrok.models import as_action
+from bot.slack.blocks import ButtonValue, decode_button_value
+from bot.slack.invocation import Invocation
+from bot.slack.views.errors import render_error
+from commands.approval import INVALID_BUTTON
+from commands.approve import approve_own_request, cancel_request
+from commands.details import show_session
+from commands.request import request_action
+from commands.sessions import turn_page
+from commands.two_person import ask_for_approval, decide
+
+log = logging.getLogger("ngrok_ops.clicks")
+
+
+def open_details(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
+    show_session(inv, deps, value.session_id)
+
+
+def open_request(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
+    """Restart / Update / Stop on a list or detail view: the same prompt as typing it."""
+    action = as_action(value.op)
+    if action is None:
+        inv.private(render_error(INVALID_BUTTON))
+        return
+    request_action(inv, deps, action, value.session_id)
+
+
+def open_page(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
+    turn_page(inv, deps, value.query, value.cursor)
+
+
+def approve_two_person(inv: Invocation, deps: Deps, token: str) -> None:
+    decide(inv, deps, token, approve=True)
+
+
+def deny_two_person(inv: Invocation, deps: Deps, token: str) -> None:
+    decide(inv, deps, token, approve=False)
+
+
+SESSION_CLICKS: dict[str, Callable[[Invocation, Deps, ButtonValue], None]] = {
+    "details": open_details,
+    "request": open_request,
+    "page": open_page,
+}
+TOKEN_CLICKS: dict[str, Callable[[Invocation, Deps, str], None]] = {
+    "approve": approve_own_request,
+    "cancel": cancel_request,
+    "ask_approval": ask_for_approval,
+    "two_person_approve": approve_two_person,
+    "two_person_deny": deny_two_person,
+}
+
+
+def run_click(deps: Deps, payload: dict[str, Any]) -> None:
+    inv = Invocation.from_data(payload["inv"], deps.slack)
+    kind, raw = str(payload.get("kind")), str(payload.get("value") or "")
+    if kind in TOKEN_CLICKS:
+        TOKEN_CLICKS[kind](inv, deps, raw)
+        return
+    try:
+        value = decode_button_value(raw)
+    except ValueError as error:
+        log.warning("rejected a malformed button value: %s", error)
+        inv.private(render_error(INVALID_BUTTON))
+        return
+    if value.channel_id:
+        inv = replace(inv, channel_id=value.channel_id, thread_ts=value.thread_ts or None)
+    SESSION_CLICKS[kind](inv, deps, value)

@@ -1,0 +1,75 @@
+"""Every job the bot runs after an ack, by name: what the listeners enqueue and what a
+consumer process runs. Payloads are plain JSON (bot/jobs.py), so an invocation travels as
+data (who, where, the response_url) and is rebuilt here with this process's clients."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from bot.deps import Deps
+from bot.slack.invocation import Invocation
+from bot.slack.views.errors import SORRY, render_error
+from commands.approval import (
+    JOB_EXPIRE_REQUEST,
+    JOB_FINISH_UPDATE,
+    JOB_SUCCESSOR,
+    expire_request,
+    finish_update,
+    report_successor,
+)
+from commands.clicks import run_click
+from commands.grammar import ParseError, SessionQuery, parse_command
+from commands.recovery import recover_actions
+from commands.router import route, run_mention
+from commands.sessions import list_sessions
+
+JOB_COMMAND = "command"
+JOB_MENTION = "mention"
+JOB_SHORTCUT = "shortcut"
+JOB_CLICK = "click"
+JOB_RECOVER = "recover_actions"
+
+
+def run_command(deps: Deps, payload: dict[str, Any]) -> None:
+    """A slash command; its text was parsed once already to answer errors in the ack."""
+    inv = Invocation.from_data(payload["inv"], deps.slack)
+    try:
+        command = parse_command(str(payload.get("text") or ""))
+    except ParseError as error:
+        inv.private(render_error(error.message, error.usage))
+        return
+    route(inv, deps, command)
+
+
+def run_mention_job(deps: Deps, payload: dict[str, Any]) -> None:
+    inv = Invocation.from_data(payload["inv"], deps.slack)
+    run_mention(inv, deps, payload.get("event_id"), str(payload.get("text") or ""))
+
+
+def run_shortcut(deps: Deps, payload: dict[str, Any]) -> None:
+    list_sessions(Invocation.from_data(payload["inv"], deps.slack), deps, SessionQuery())
+
+
+def tell_sorry(deps: Deps, payload: dict[str, Any]) -> None:
+    """An unexpected error in a job the user started: they still hear something."""
+    Invocation.from_data(payload["inv"], deps.slack).private(render_error(SORRY))
+
+
+def register_jobs(deps: Deps) -> None:
+    """Binds every job name to its handler in this process; the only place names meet code."""
+    jobs = deps.jobs
+    for name, handler in (
+        (JOB_COMMAND, run_command),
+        (JOB_MENTION, run_mention_job),
+        (JOB_SHORTCUT, run_shortcut),
+        (JOB_CLICK, run_click),
+    ):
+        jobs.register(name, partial(handler, deps), on_error=partial(tell_sorry, deps))
+    jobs.register(JOB_SUCCESSOR, partial(report_successor, deps))
+    jobs.register(JOB_FINISH_UPDATE, partial(finish_update, deps))
+    jobs.register(
+        JOB_EXPIRE_REQUEST, lambda payload: expire_request(deps, str(payload["request_id"]))
+    )
+    jobs.register(JOB_RECOVER, partial(recover_actions, deps))
+    jobs.every_minute(JOB_RECOVER)
