@@ -81,6 +81,8 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         thread.start()
     for thread in listers:
         thread.join()
+    if not listers:  # a probe alone runs for the whole time
+        time.sleep(max(0.0, deadline - time.monotonic()))
     stop.set()
     if probe:
         probe.join()
