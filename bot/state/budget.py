@@ -5,7 +5,7 @@ counted from its start until `per_seconds` after its finish, a tenth kept for ur
 here the log of counted requests lives in the state file or in Redis instead of in one
 process, so web workers, job consumers and machines draw on the same 120 per 60 s.
 
-Why not a kept library (both were installed and read, see requirements history):
+Why not a kept library (both wheels were downloaded and their source read):
 - pyrate-limiter 4.5.1: `SQLiteBucket.put` runs its COUNT in autocommit and its INSERT in a
   second transaction (Python's sqlite3 opens a transaction only before DML), so two
   processes both see N-1 and both insert. Two processes on one file admitted 21-23 requests
