@@ -22,14 +22,14 @@ from bot import __version__
 from bot.jobs import Jobs, open_queue
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.fleet_cache import FleetCache
-from bot.ngrok.pacing import shared_pacer
 from bot.policy import account_for_channel, roles_of
 from bot.settings.bot_config import Account, BotConfig
 from bot.settings.env import Settings
 from bot.slack.groups import GroupDirectory
 from bot.slack.views.audit import render_audit_line
 from bot.state.audit import Auditor
-from bot.state.backends import open_store
+from bot.state.backends import open_budget_log, open_store
+from bot.state.budget import DEFAULT_LEASE_SECONDS, BudgetLog, SharedBudget
 from bot.state.store import Store
 
 log = logging.getLogger("ngrok_ops.deps")
@@ -71,6 +71,7 @@ class Deps:
     ngrok_clients: dict[str, NgrokClient]
     fleet: FleetCache
     clock: Callable[[], float] = field(default=time.time)
+    budget_log: BudgetLog | None = None  # the shared ngrok budget, closed with the rest
 
     @property
     def config(self) -> BotConfig:
@@ -92,6 +93,8 @@ class Deps:
         self.jobs.close()
         for client in self.ngrok_clients.values():
             client.close()
+        if self.budget_log is not None:
+            self.budget_log.close()
         self.store.close()
 
 
@@ -106,17 +109,22 @@ def build_deps(settings: Settings) -> Deps:
         )
     slack = build_slack_client(settings)
     store = open_store(redis_url=settings.redis_url, sqlite_path=settings.state_path)
+    # One budget per account for every process: the same file or Redis as the store.
+    budget_log = open_budget_log(redis_url=settings.redis_url, sqlite_path=settings.state_path)
     clients = {
         name: NgrokClient(
             account.api_key,
             base_url=account.api_url or settings.ngrok_api_url,
             user_agent=USER_AGENT,
             timeout=settings.ngrok_timeout,
-            pacer=shared_pacer(
+            pacer=SharedBudget(
+                budget_log,
                 account.api_key,
                 max_requests=settings.ngrok_max_requests,
                 per_seconds=settings.ngrok_window_seconds,
                 max_in_flight=settings.ngrok_max_in_flight,
+                # A request holds its place until it finishes; httpx's timeout is per phase.
+                lease_seconds=max(DEFAULT_LEASE_SECONDS, 4 * settings.ngrok_timeout),
             ),
         )
         for name, account in settings.config.accounts.items()
@@ -141,4 +149,5 @@ def build_deps(settings: Settings) -> Deps:
         auditor=auditor,
         ngrok_clients=clients,
         fleet=FleetCache(ttl_seconds=settings.fleet_cache_seconds),
+        budget_log=budget_log,
     )

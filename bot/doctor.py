@@ -1,7 +1,9 @@
-"""`python -m bot check`: settings, Slack token, ngrok keys and state store, as a table.
+"""`python -m bot check`: settings, Slack token, ngrok keys, state store and ngrok budget, as a
+table.
 
 It makes one call per dependency (auth.test, apps.connections.open in Socket Mode, one list
-call per ngrok account, a store ping) and exits 0 only when every row is OK, so it can gate
+call per ngrok account through the shared budget, a store ping, a count of the budget) and
+exits 0 only when every row is OK, so it can gate
 a deployment.
 """
 
@@ -18,7 +20,8 @@ from bot.logs import configure_logging
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.errors import NgrokError
 from bot.settings.env import Settings, SettingsError, load_settings_from_environment
-from bot.state.backends import open_store
+from bot.state.backends import open_budget_log, open_store
+from bot.state.budget import BudgetLog, SharedBudget
 
 Row = tuple[str, bool, str]
 
@@ -48,18 +51,34 @@ def check_rows(settings: Settings) -> list[Row]:
         build_slack_client(settings).apps_connections_open(app_token=settings.slack_app_token)
         return "Socket Mode connections allowed"
 
+    def shared_budget(budget_log: BudgetLog, api_key: str) -> SharedBudget:
+        return SharedBudget(
+            budget_log,
+            api_key,
+            max_requests=settings.ngrok_max_requests,
+            per_seconds=settings.ngrok_window_seconds,
+        )
+
     def ngrok(name: str) -> Callable[[], str]:
         account = settings.config.accounts[name]
 
         def probe() -> str:
+            # Through the shared budget: a check while the bot is busy must not draw a 429.
+            budget_log = open_budget_log(
+                redis_url=settings.redis_url, sqlite_path=settings.state_path
+            )
             with NgrokClient(
                 account.api_key,
                 base_url=account.api_url or settings.ngrok_api_url,
                 user_agent=USER_AGENT,
                 timeout=settings.ngrok_timeout,
                 retry_budget=5.0,
+                pacer=shared_budget(budget_log, account.api_key),
             ) as client:
-                page = client.list_sessions_page(limit=1)
+                try:
+                    page = client.list_sessions_page(limit=1)
+                finally:
+                    budget_log.close()
             online = "at least one session online" if page.sessions else "no session online"
             return f"API key accepted; {online}"
 
@@ -74,6 +93,20 @@ def check_rows(settings: Settings) -> list[Row]:
             opened.close()
         return f"{backend} reachable"
 
+    def budget() -> str:
+        backend = "Redis" if settings.redis_url else f"SQLite file {settings.state_path}"
+        budget_log = open_budget_log(redis_url=settings.redis_url, sqlite_path=settings.state_path)
+        try:
+            used = {
+                name: shared_budget(budget_log, account.api_key).used()
+                for name, account in sorted(config.accounts.items())
+            }
+        finally:
+            budget_log.close()
+        window = f"{settings.ngrok_max_requests} per {settings.ngrok_window_seconds:g} s"
+        counts = ", ".join(f"{name!r} {n}" for name, n in used.items())
+        return f"{backend}; used of {window}: {counts}"
+
     mode = "Socket Mode" if settings.mode == "socket" else f"HTTP on port {settings.port}"
     config = settings.config
     rows: list[Row] = [("settings", True, f"{mode}; config: {_describe_config(settings)}")]
@@ -83,6 +116,7 @@ def check_rows(settings: Settings) -> list[Row]:
     for name in sorted(config.accounts):
         rows.append(_check(f"ngrok account {name!r}", ngrok(name)))
     rows.append(_check("state store", store))
+    rows.append(_check("ngrok budget", budget))
     return rows
 
 

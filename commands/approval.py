@@ -43,6 +43,7 @@ EXPIRED = (
 )
 RESTART_SEARCH_SECONDS = 60.0
 SUCCESSOR_POLL_SECONDS = 2.0
+URGENT_SUCCESSOR_LOOKS = 3
 ACTION_PREFIX = "action:"
 ACTION_RECORD_SECONDS = 7 * 24 * 3600
 # Job names: what commands.jobs registers and these functions enqueue.
@@ -225,9 +226,12 @@ def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
     client = deps.ngrok_clients.get(payload["account"])
     if client is None:
         return
-    successor = find_successor_once(client, session)
+    # The first looks belong to the approved action and use the reserve; later ones, for an
+    # agent that is slow to come back, must not drain it.
+    tries = int(payload.get("tries", 0))
+    successor = find_successor_once(client, session, urgent=tries < URGENT_SUCCESSOR_LOOKS)
     if successor is None and deps.clock() < float(payload["deadline"]):
-        deps.jobs.later(SUCCESSOR_POLL_SECONDS, JOB_SUCCESSOR, payload)
+        deps.jobs.later(SUCCESSOR_POLL_SECONDS, JOB_SUCCESSOR, {**payload, "tries": tries + 1})
         return
     where = Invocation.from_data(payload["where"], deps.slack)
     where.public(render_successor(session.id, successor, RESTART_SEARCH_SECONDS))

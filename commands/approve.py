@@ -26,7 +26,9 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
     action, session_id = claims.action, claims.targets[0]
     if not may_click(inv, deps, claims, mode="self"):
         return
-    found = fetch_session(deps, claims.channel, session_id, reply=inv.private, action=action)
+    found = fetch_session(
+        deps, claims.channel, session_id, reply=inv.private, action=action, urgent=True
+    )
     if found is None:
         return
     account, _, session = found

@@ -80,12 +80,14 @@ def is_successor(old: TunnelSession, candidate: TunnelSession) -> bool:
     )
 
 
-def find_successor_once(client: NgrokClient, old: TunnelSession) -> TunnelSession | None:
+def find_successor_once(
+    client: NgrokClient, old: TunnelSession, *, urgent: bool = False
+) -> TunnelSession | None:
     """One look through the (IP-filtered) list for the restarted agent; None when it is not
     there (yet) or the list could not be read (only naming the new id is at stake)."""
     cel = SessionFilter(ips=(old.ip,)).to_cel() if old.ip else None
     try:
-        for candidate in client.iter_sessions(filter=cel):
+        for candidate in client.iter_sessions(filter=cel, urgent=urgent):
             if is_successor(old, candidate):
                 return candidate
     except NgrokError as error:

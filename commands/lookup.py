@@ -23,6 +23,7 @@ def fetch_session(
     *,
     reply: Reply,
     action: Action | None = None,
+    urgent: bool = False,
 ) -> tuple[Account, NgrokClient, TunnelSession] | None:
     """The channel's account, its client and the session; None after `reply` said why not.
     The policy checks before it already refuse channels without an account; the sentence
@@ -33,7 +34,7 @@ def fetch_session(
         return None
     account, client = bound
     try:
-        return account, client, client.get_session(session_id)
+        return account, client, client.get_session(session_id, urgent=urgent)
     except NgrokError as error:
         reply(render_error(explain(error, action=action, session_id=session_id)))
         return None

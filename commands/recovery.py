@@ -72,7 +72,7 @@ def _what_happened(deps: Deps, record: dict[str, Any]) -> tuple[bool, str]:
     session = TunnelSession.from_api(record["session"])
     client = deps.ngrok_clients[record["account"]]
     try:
-        client.get_session(session.id)
+        client.get_session(session.id, urgent=True)
     except NotFound:
         if action == "update":
             return False, (
@@ -81,7 +81,7 @@ def _what_happened(deps: Deps, record: dict[str, Any]) -> tuple[bool, str]:
             )
         return True, f"The agent's session has ended since, so the {action} took effect."
     if action == "restart":
-        successor = find_successor_once(client, session)
+        successor = find_successor_once(client, session, urgent=True)
         if successor is not None:
             return True, f"The agent came back as {successor.id}, so the restart took effect."
     if action == "update":

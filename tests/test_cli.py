@@ -223,7 +223,9 @@ def test_check_passes_against_working_servers(doctor_env):
         "slack token (auth.test)": "OK",
         "ngrok account 'default'": "OK",
         "state store": "OK",
+        "ngrok budget": "OK",
     }
+    assert "used of 120 per 60 s: 'default' 1" in result.stdout  # the probe's own call
     assert result.stdout.splitlines()[-1] == "ready"
     assert [call.method for call in doctor_env.slack.calls()] == ["auth.test"]
     assert [r.path for r in doctor_env.ngrok.log()] == ["/tunnel_sessions"]

@@ -14,8 +14,10 @@ import logging
 import random
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -34,7 +36,7 @@ from bot.ngrok.errors import (
     outcome_unknown,
 )
 from bot.ngrok.models import ACTIONS, Action, Endpoint, SessionPage, TunnelSession
-from bot.ngrok.pacing import DEFAULT_BACKOFF, Backoff, Pacer, shared_pacer
+from bot.ngrok.pacing import DEFAULT_BACKOFF, Backoff, Budget, shared_pacer
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _T = TypeVar("_T")
@@ -68,7 +70,7 @@ class NgrokClient:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         verify: bool | str = True,
-        pacer: Pacer | None = None,
+        pacer: Budget | None = None,
         retry_budget: float = 30.0,
         logger: logging.Logger | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
@@ -78,7 +80,8 @@ class NgrokClient:
         user_agent: str = "ngrok-ops",
     ) -> None:
         self._secrets = (api_key,)
-        self._pacer = pacer if pacer is not None else shared_pacer(api_key)
+        self._pacer: Budget = pacer if pacer is not None else shared_pacer(api_key)
+        self._local = threading.local()  # urgent() depth, per thread
         self._retry_budget = retry_budget
         self._log = logger or logging.getLogger(__name__)
         self._backoff = backoff
@@ -112,10 +115,31 @@ class NgrokClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # -- urgency ---------------------------------------------------------------------------
+
+    @contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Every call this thread makes inside the block may use the budget's reserve: wrap
+        the whole of an approved action (its pre-read, the POST, the follow-up reads) so no
+        amount of listing delays it. Action POSTs are urgent anyway."""
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.depth -= 1
+
+    def _is_urgent(self, urgent: bool) -> bool:
+        return urgent or getattr(self._local, "depth", 0) > 0
+
     # -- tunnel sessions -------------------------------------------------------------------
 
     def list_sessions_page(
-        self, *, limit: int = 100, before_id: str | None = None, filter: str | None = None
+        self,
+        *,
+        limit: int = 100,
+        before_id: str | None = None,
+        filter: str | None = None,
+        urgent: bool = False,
     ) -> SessionPage:
         """One page, newest first. `filter` is a CEL expression (see bot.cel)."""
         params = {"limit": str(limit)}
@@ -123,31 +147,37 @@ class NgrokClient:
             params["before_id"] = before_id
         if filter:
             params["filter"] = filter
-        return self._session_page(self._get_json("/tunnel_sessions", params))
+        return self._session_page(self._get_json("/tunnel_sessions", params, urgent=urgent))
 
     def next_sessions_page(
-        self, page: SessionPage, *, filter: str | None = None
+        self, page: SessionPage, *, filter: str | None = None, urgent: bool = False
     ) -> SessionPage | None:
         """The page after `page`, fetched from its next_page_uri exactly; None after the last."""
         if not page.next_page_uri or not page.sessions:
             return None
-        return self._session_page(self._get_json(self._next_uri(page.next_page_uri, filter)))
+        uri = self._next_uri(page.next_page_uri, filter)
+        return self._session_page(self._get_json(uri, urgent=urgent))
 
     def iter_sessions(
-        self, *, filter: str | None = None, page_size: int = 100
+        self, *, filter: str | None = None, page_size: int = 100, urgent: bool = False
     ) -> Iterator[TunnelSession]:
-        """Every online session matching `filter`, newest first, paging as it goes."""
-        page: SessionPage | None = self.list_sessions_page(limit=page_size, filter=filter)
+        """Every online session matching `filter`, newest first, paging as it goes.
+        `urgent=True` is for reads that are part of an approved action; unlike `urgent()`
+        it holds however late and in whatever thread the generator is consumed."""
+        page: SessionPage | None = self.list_sessions_page(
+            limit=page_size, filter=filter, urgent=urgent
+        )
         seen_uris: set[str] = set()
         while page is not None:
             yield from page.sessions
             if page.next_page_uri in seen_uris:
                 raise Unavailable("The ngrok API sent the same next page twice; stopped paging.")
             seen_uris.add(page.next_page_uri or "")
-            page = self.next_sessions_page(page, filter=filter)
+            page = self.next_sessions_page(page, filter=filter, urgent=urgent)
 
-    def get_session(self, session_id: str) -> TunnelSession:
-        raw = self._get_json(f"/tunnel_sessions/{self._checked_id(session_id)}")
+    def get_session(self, session_id: str, *, urgent: bool = False) -> TunnelSession:
+        """One session; `urgent=True` for the pre-read of an approved action."""
+        raw = self._get_json(f"/tunnel_sessions/{self._checked_id(session_id)}", urgent=urgent)
         return TunnelSession.from_api(raw)
 
     def act(self, op: Action, session_id: str) -> None:
@@ -225,11 +255,18 @@ class NgrokClient:
             seen_uris.add(next_uri)
             raw = self._get_json(self._next_uri(next_uri, None))
 
-    def _send(self, method: str, url: str, params: dict[str, str] | None = None) -> httpx.Response:
-        """One attempt, inside a pacing slot. Transport errors propagate as httpx errors."""
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None = None,
+        *,
+        urgent: bool = False,
+    ) -> httpx.Response:
+        """One attempt, inside a budget slot. Transport errors propagate as httpx errors."""
         body: dict[str, Any] = {"json": {}} if method == "POST" else {}
-        # An approved action's POST may use the window's reserve; reads may not.
-        with self._pacer.slot(urgent=method == "POST"):
+        # An approved action's POST may use the window's reserve; so may reads marked urgent.
+        with self._pacer.slot(urgent=self._is_urgent(urgent or method == "POST")):
             response = self._http.request(method, url, params=params, **body)
         self._log.debug("ngrok %s %s -> %s", method, response.request.url, response.status_code)
         return response
@@ -252,12 +289,14 @@ class NgrokClient:
         )
         return err
 
-    def _get_json(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+    def _get_json(
+        self, url: str, params: dict[str, str] | None = None, *, urgent: bool = False
+    ) -> dict[str, Any]:
         """A GET, retried on 429, 5xx, 810, network errors and non-JSON answers."""
 
         def attempt() -> dict[str, Any]:
             try:
-                response = self._send("GET", url, params)
+                response = self._send("GET", url, params, urgent=urgent)
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, "GET", url) from exc
             if not response.is_success:
