@@ -1,9 +1,9 @@
-"""The small CEL subset the stand-in accepts in `filter=`: a real tokenizer and parser.
+"""The small CEL subset the simulated ngrok API accepts in `filter=`: a real tokenizer and parser.
 
 Why not regexes: a filter is user input, and a quoted literal such as `"x\\" || obj.id != \\""`
 must stay one literal. Tokenizing first makes injection attempts inert by construction.
 
-Grammar (anything else is rejected with `CelError`, which the server turns into a 400
+Grammar (anything else is rejected with `CelError`, which the API answers with a 400
 `invalid_cel_expression`):
 
     expr       := and_expr ("||" and_expr)*
