@@ -10,7 +10,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TextIO
 
+import httpx
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -90,8 +92,15 @@ class Deps:
         self.store.close()
 
 
-def build_deps(settings: Settings) -> Deps:
-    """Creates the clients, the store and the executors for one process."""
+def build_deps(
+    settings: Settings,
+    *,
+    ngrok_transport: httpx.BaseTransport | None = None,
+    audit_stream: TextIO | None = None,
+) -> Deps:
+    """Creates the clients, the store and the executors for one process. `ngrok_transport`
+    lets `python -m bot console --demo` serve the ngrok API in process, and `audit_stream`
+    keeps the JSON audit lines off the console's screen."""
     if settings.update_restart_delay < 10:
         # Allowed for tests against the local stand-in; ngrok asks for at least 10 s.
         log.warning(
@@ -107,6 +116,7 @@ def build_deps(settings: Settings) -> Deps:
             base_url=account.api_url or settings.ngrok_api_url,
             user_agent=USER_AGENT,
             timeout=settings.ngrok_timeout,
+            transport=ngrok_transport,
             pacer=shared_pacer(
                 account.api_key,
                 max_requests=settings.ngrok_max_requests,
@@ -126,7 +136,9 @@ def build_deps(settings: Settings) -> Deps:
     def announce(channel: str, text: str) -> None:
         slack.chat_postMessage(channel=channel, text=text, unfurl_links=False)
 
-    auditor = Auditor(store, audit_channel=settings.config.audit_channel, announce=announce)
+    auditor = Auditor(
+        store, audit_channel=settings.config.audit_channel, announce=announce, stream=audit_stream
+    )
     return Deps(
         settings=settings,
         slack=slack,
