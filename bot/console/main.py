@@ -104,7 +104,7 @@ def run_console(argv: list[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys
             for line in read_lines(stdin, stdout, interactive):
                 if line.strip().lower() in QUIT:
                     break
-                console.handle_line(line)
+                console.handle_line(line, echo=not interactive)
             wait_for_replies(deps)
             console.show(outbox.take_all())
         finally:

@@ -25,7 +25,7 @@ EMOJI = {
     ":lock:": "🔒",
     ":information_source:": "ℹ️",  # noqa: RUF001  (the symbol is meant)
 }
-_SLACK_TOKEN = re.compile(r"<([^<>\s|]+)(?:\|([^<>]*))?>")
+_SLACK_TOKEN = re.compile(r"<([@#!][^<>|]*|[a-z][a-z0-9+.-]*:[^<>|\s]*)(?:\|([^<>]*))?>")
 _BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F)}
 
 
@@ -56,6 +56,8 @@ def _slack_token(match: re.Match[str]) -> str:
         return "@" + (label or target[1:])
     if target.startswith("#"):
         return "#" + (label or target[1:])
+    if target.startswith("!date"):
+        return label or target
     if target.startswith("!"):
         return "@" + (label or target[1:].split("^")[0])
     return f"{label} ({target})" if label else target
@@ -161,7 +163,7 @@ def _block(block: Mapping[str, Any], numbering: _Numbering, index: int) -> list[
     if kind == "section":
         lines = _indent(_text(block.get("text")), "") if block.get("text") else []
         for field in block.get("fields", ()):
-            lines += _indent(_text(field), "  • ")
+            lines.append("  • " + " ".join(_text(field).split("\n")))
         accessory = block.get("accessory")
         if accessory is not None:
             lines.append("  " + numbering.element(accessory, block_id))

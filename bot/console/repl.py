@@ -65,11 +65,18 @@ class Console:
         self._verifier = SignatureVerifier(deps.settings.slack_signing_secret)
         self._choices: dict[str, tuple[Choice, Delivery]] = {}
 
-    def handle_line(self, line: str) -> None:
-        """A command, a choice number, or nothing (show what arrived since)."""
+    def handle_line(self, line: str, *, echo: bool = False) -> None:
+        """A command, a choice number, or nothing (show what arrived since). With `echo`
+        (input from a pipe) the line is printed first, so the output reads as a transcript."""
         text = line.strip()
         if text.startswith(SLASH_COMMAND):
             text = text[len(SLASH_COMMAND) :].strip()
+        if echo and text:
+            picked = self._choices.get(text)
+            what = f"{SLASH_COMMAND} {text}"
+            if CHOICE.fullmatch(text):
+                what = f"[{text}] {picked[0].label}" if picked else f"[{text}]"
+            self._print(f">>> {clean(what)}")
         if CHOICE.fullmatch(text):
             self.click(text)
         elif text:
@@ -144,20 +151,23 @@ class Console:
         self.show(self._outbox.take_all())
 
     def show(self, deliveries: list[Delivery]) -> None:
-        """Prints messages with choices numbered from 1; older choices are forgotten."""
+        """Prints messages with choices numbered from 1. The numbers stay valid until an
+        output offers new ones, so `help` or `audit` in between does not void a list's."""
         if not deliveries:
             return
-        self._choices = {}
+        offered: dict[str, tuple[Choice, Delivery]] = {}
         number = 1
         for delivery in deliveries:
             lines, choices = render_message(
                 delivery.message, self._label(delivery), first_choice=number
             )
             for choice in choices:
-                self._choices[choice.number] = (choice, delivery)
+                offered[choice.number] = (choice, delivery)
             number += len({c.number.split(".")[0] for c in choices})
             self._print("\n".join(lines))
         self._print("")
+        if offered:
+            self._choices = offered
 
     def _label(self, delivery: Delivery) -> str:
         thread = f", in thread {delivery.thread_ts}" if delivery.thread_ts else ""

@@ -55,7 +55,9 @@ def console_environment(
             NGROK_API_KEY=demo_api_key, NGROK_API_URL=demo_api_url, STATE_PATH=state_path
         )
         prepared.setdefault("UPDATE_RESTART_DELAY", "10")
-        prepared.setdefault("LOG_LEVEL", "WARNING")
+    # The console prints every answer itself; the log's warnings (a 404 from ngrok, say)
+    # would repeat them on the same screen.
+    prepared.setdefault("LOG_LEVEL", "ERROR")
     return prepared
 
 
