@@ -14,7 +14,8 @@ import sys
 
 from bot.settings.env import SettingsError, load_settings_from_environment
 
-USAGE = """usage: python -m bot [check | console [--demo] [--as U…] [--channel C…]]
+USAGE = "usage: python -m bot [check | console [--demo] [--as U…] [--channel C…]]"
+HELP = f"""{USAGE}
 
   python -m bot                  run the bot for a Slack workspace (settings: README.md)
   python -m bot check            check the settings, Slack, ngrok and the store
@@ -63,7 +64,7 @@ def run_http() -> None:
 def main(argv: list[str]) -> int:
     """Entry point; returns the exit code (2 for bad settings or usage)."""
     if argv and argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(HELP)
         return 0
     if argv and argv[0] == "console":
         from bot.console.main import run_console
