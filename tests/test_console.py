@@ -35,24 +35,18 @@ from bot.slack.views.actions import (
 )
 from bot.slack.views.sessions import SessionListPage, render_session_detail, render_session_list
 from tests.test_structure import PRODUCT_MODULES, imported_modules, is_third_party_or_stdlib
+from tests.test_views import API_SESSION
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 CTX = ButtonContext("C0CONSOLE")
 ESCAPES = "\x1b[31mred\x1b[0m\x07\x08\u202eevil\x9b2J"
-API_SESSION = {
-    "agent_version": "3.22.1",
-    "credential": {"id": "cr_334AeHbsqlb7v3zBOf6OPnt6tig", "uri": "https://api.ngrok.com/x"},
-    "ip": "10.110.2.2",
-    "os": "linux",
-    "region": "eu",
-    "started_at": "2026-01-05T10:00:00Z",
-    "transport": "ngrok/2",
-}
 
 
 def session(n: int, **fields: object) -> TunnelSession:
-    raw = dict(API_SESSION, id=f"ts_334AeguNPwngGnMIrd3SZ{n:07d}")
+    """A session shaped like the ngrok API's, as tests/test_views.py builds them."""
+    raw = dict(API_SESSION, id=f"ts_334AeguNPwngGnMIrd3SZ{n:07d}", region="eu")
+    raw["started_at"] = "2026-01-05T10:00:00Z"
     raw.update(fields)
     return TunnelSession.from_api(raw)
 
