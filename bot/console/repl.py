@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -134,12 +135,11 @@ class Console:
 
     def _dispatch(self, body: str, content_type: str) -> None:
         timestamp = str(int(time.time()))
-        headers = {
+        signature = self._verifier.generate_signature(timestamp=timestamp, body=body) or ""
+        headers: dict[str, str | Sequence[str]] = {
             "content-type": [content_type],
             "x-slack-request-timestamp": [timestamp],
-            "x-slack-signature": [
-                self._verifier.generate_signature(timestamp=timestamp, body=body)
-            ],
+            "x-slack-signature": [signature],
         }
         response = self._app.dispatch(BoltRequest(body=body, headers=headers))
         if response.status != 200:
@@ -171,9 +171,12 @@ class Console:
 
     def _label(self, delivery: Delivery) -> str:
         thread = f", in thread {delivery.thread_ts}" if delivery.thread_ts else ""
+        who = "only you see this"
+        if delivery.to_user and delivery.to_user != self._where.user:
+            who = f"only {delivery.to_user} sees this"
         return {
-            "ack": "private: only you see this",
-            "private": f"private: only you see this{thread}",
+            "ack": f"private: {who}",
+            "private": f"private: {who}{thread}",
             "public": f"public in {delivery.channel}{thread}: everyone there sees this",
             "replace": "replaces the message you clicked",
             "edit": f"edits public message {delivery.ts} in {delivery.channel}",
