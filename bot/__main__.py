@@ -1,4 +1,5 @@
-"""`python -m bot` runs the bot; `python -m bot check` says whether it is ready to run.
+"""`python -m bot` runs the bot; `python -m bot check` says whether it is ready to run;
+`python -m bot console [--demo]` tries it in a terminal, without Slack.
 
 With SLACK_APP_TOKEN set the bot connects over Socket Mode; otherwise it serves HTTP on
 $PORT through gunicorn (the same server as the Procfile's `web:`), never Bolt's
@@ -13,7 +14,14 @@ import sys
 
 from bot.settings.env import SettingsError, load_settings_from_environment
 
-USAGE = "usage: python -m bot [check | jobs]"
+USAGE = "usage: python -m bot [check | jobs | console [--demo] [--as U…] [--channel C…]]"
+HELP = f"""{USAGE}
+
+  python -m bot                  run the bot for a Slack workspace (settings: README.md)
+  python -m bot check            check the settings, Slack, ngrok, the store and the queue
+  python -m bot jobs             run a job consumer (the web process starts one itself)
+  python -m bot console --demo   try the bot in a terminal with a simulated ngrok account
+  python -m bot console          the same against the configured ngrok account (no Slack)"""
 
 
 def run_socket_mode() -> None:
@@ -63,8 +71,12 @@ def run_http() -> None:
 def main(argv: list[str]) -> int:
     """Entry point; returns the exit code (2 for bad settings or usage)."""
     if argv and argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(HELP)
         return 0
+    if argv and argv[0] == "console":
+        from bot.console.main import run_console
+
+        return run_console(argv[1:])
     if argv and argv[0] not in ("check", "jobs"):
         print(f"Unknown command {argv[0]!r}. {USAGE}", file=sys.stderr)
         return 2

@@ -24,8 +24,12 @@ class _SkipUnusedTokenWarning(logging.Filter):
         return "will be unused" not in record.getMessage()
 
 
-def create_app(deps: Deps, *, token_verification: bool = True) -> App:
-    """Builds the Bolt app with every listener registered in commands.register."""
+def create_app(
+    deps: Deps, *, token_verification: bool = True, process_before_response: bool = False
+) -> App:
+    """Builds the Bolt app with every listener registered in commands.register.
+    `process_before_response` makes dispatch() return only after the listener has handed its
+    work to the job pool, so the console can then wait on that pool alone."""
     settings = deps.settings
     bolt_logger = logging.getLogger("ngrok_ops.bolt")
     if not any(isinstance(f, _SkipUnusedTokenWarning) for f in bolt_logger.filters):
@@ -34,6 +38,7 @@ def create_app(deps: Deps, *, token_verification: bool = True) -> App:
         signing_secret=settings.slack_signing_secret or None,
         client=deps.slack,
         token_verification_enabled=token_verification,
+        process_before_response=process_before_response,
         listener_executor=ThreadPoolExecutor(
             max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener"
         ),

@@ -10,8 +10,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
+import httpx
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -98,8 +99,17 @@ class Deps:
         self.store.close()
 
 
-def build_deps(settings: Settings) -> Deps:
-    """Creates the clients, the store and the executors for one process."""
+def build_deps(
+    settings: Settings,
+    *,
+    ngrok_transport: httpx.BaseTransport | None = None,
+    audit_stream: TextIO | None = None,
+    private_queue: bool = False,
+) -> Deps:
+    """Creates the clients, the store and the queue for one process. `ngrok_transport`
+    lets `python -m bot console --demo` serve the ngrok API in process, `audit_stream`
+    keeps the JSON audit lines off the console's screen, and `private_queue` keeps the
+    console's jobs in memory, away from a deployment's consumers (and theirs away from it)."""
     if settings.update_restart_delay < 10:
         # Allowed for tests against the local stand-in; ngrok asks for at least 10 s.
         log.warning(
@@ -117,6 +127,7 @@ def build_deps(settings: Settings) -> Deps:
             base_url=account.api_url or settings.ngrok_api_url,
             user_agent=USER_AGENT,
             timeout=settings.ngrok_timeout,
+            transport=ngrok_transport,
             pacer=SharedBudget(
                 budget_log,
                 account.api_key,
@@ -139,12 +150,20 @@ def build_deps(settings: Settings) -> Deps:
     def announce(channel: str, entry: dict[str, Any]) -> None:
         slack.chat_postMessage(channel=channel, text=render_audit_line(entry), unfurl_links=False)
 
-    auditor = Auditor(store, audit_channel=settings.config.audit_channel, announce=announce)
+    auditor = Auditor(
+        store, audit_channel=settings.config.audit_channel, announce=announce, stream=audit_stream
+    )
     return Deps(
         settings=settings,
         slack=slack,
         store=store,
-        jobs=Jobs(open_queue(redis_url=settings.redis_url, sqlite_path=settings.state_path)),
+        jobs=Jobs(
+            open_queue(
+                redis_url=settings.redis_url,
+                sqlite_path=settings.state_path,
+                memory=private_queue,
+            )
+        ),
         groups=GroupDirectory(slack, group_ids, ttl_seconds=settings.group_cache_seconds),
         auditor=auditor,
         ngrok_clients=clients,

@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MISSING = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "NGROK_API_KEY")
-USAGE = "usage: python -m bot [check | jobs]"
+USAGE = "usage: python -m bot [check | jobs | console [--demo] [--as U…] [--channel C…]]"
 NGROK_KEY = "cli-test-ngrok-key-RIGHT-5a8e2c0d"
 WRONG_NGROK_KEY = "cli-test-ngrok-key-WRONG-71b4f9e3"
 SIGNING_SECRET = "cli-test-signing-secret-3c9d0e7f"

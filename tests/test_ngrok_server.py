@@ -16,9 +16,9 @@ import httpx
 import jsonschema
 import pytest
 
+from bot.demo.cel import CelError, compile_filter, tokenize
+from bot.demo.fleet import LATEST_VERSION
 from tests.servers.ngrok_api_fixture import check_error_shape, checked_client
-from tests.servers.ngrok_cel import CelError, compile_filter, tokenize
-from tests.servers.ngrok_fleet import LATEST_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 TS_ID = re.compile(r"ts_[0-9A-Za-z]{27}")

@@ -9,8 +9,8 @@ import httpx
 import ngrok
 import pytest
 
+from bot.demo.fleet import LATEST_VERSION
 from tests.servers.ngrok_api_fixture import check_error_shape, checked_client
-from tests.servers.ngrok_fleet import LATEST_VERSION
 
 
 @pytest.fixture

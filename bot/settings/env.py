@@ -229,9 +229,10 @@ def _jobs_consumer(env: Mapping[str, str], problems: list[str]) -> JobsConsumer:
     return "embedded"
 
 
-def load_settings_from_environment() -> Settings:
-    """Reads os.environ and the BOT_CONFIG file (a path) for the running process."""
-    env = dict(os.environ)
+def load_settings_from_environment(environment: Mapping[str, str] | None = None) -> Settings:
+    """Reads os.environ (or `environment`, as the console prepares it) and the BOT_CONFIG
+    file (a path) for the running process."""
+    env = dict(os.environ if environment is None else environment)
     config_path = env.get("BOT_CONFIG", "").strip()
     if not config_path:
         return load_settings(env, config_text=None, config_source="(no BOT_CONFIG)")

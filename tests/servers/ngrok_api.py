@@ -4,7 +4,9 @@ Real HTTP/1.1 with keep-alive on 127.0.0.1, so clients are tested through their 
 transport. It follows shared/reference/ngrok-api.md (§10 behaviour, §7 error shapes) and the
 official OpenAPI spec, with knobs for the failures a client must survive: rate and
 concurrency limits, latency, injected faults, TLS with a private CA. The transport lives in
-ngrok_http.py, the limits and faults in ngrok_failures.py, the resources in ngrok_fleet.py.
+ngrok_http.py, the limits and faults in ngrok_failures.py; the resources and the request
+handling are the product's simulated account (bot/demo/fleet.py, bot/demo/ngrok_api.py),
+which `python -m bot console --demo` serves in process.
 
     python -m tests.servers.ngrok_api --port 0 --sessions 500   # prints the base URL first
 """
@@ -14,8 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import hmac
-import json
 import math
 import os
 import random
@@ -29,15 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.demo.fleet import ApiError, Fleet
+from bot.demo.ngrok_api import ACTIONS, ApiReply, Behaviour, FleetApi
 from tests.servers.ngrok_failures import FaultQueue, RequestLimits, answer_with_fault
-from tests.servers.ngrok_fleet import COLLECTIONS, ApiError, Fleet, encode_ksuid, parse_query
 from tests.servers.ngrok_http import NgrokHttpServer, Reply
-
-ACTIONS = ("restart", "stop", "update")
-MSG_218 = (
-    "Your request has not specified an API version. Please include the version you wish to "
-    "use in the Ngrok-Version header. Supported versions: 2."
-)
 
 
 @dataclass(frozen=True)
@@ -51,10 +46,6 @@ class LoggedRequest:
     body: bytes
     status: int
     at: float
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class NgrokApiServer:
@@ -84,17 +75,15 @@ class NgrokApiServer:
         self._initial_sessions, self._seed = sessions, seed
         self.latency = latency
         self._limits = RequestLimits(rate_limit, rate_window, max_concurrent)
-        self.restart_delay = restart_delay
-        self._tls, self.send_retry_after, self.legacy_plan = tls, send_retry_after, legacy_plan
+        self._behaviour = Behaviour(restart_delay, legacy_plan, next_page_keeps_filter)
+        self._tls, self.send_retry_after = tls, send_retry_after
         self._address = (host, port)
-        self.next_page_keeps_filter = next_page_keeps_filter
         self._endpoint_type = endpoint_type
         self._anchor_time = anchor_time
         self._lock = threading.RLock()
         self._log: list[LoggedRequest] = []
         self._faults = FaultQueue()
-        self._op_rng = random.Random()
-        self._fleet: Fleet | None = None
+        self._api: FleetApi | None = None
         self._httpd: NgrokHttpServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -109,8 +98,10 @@ class NgrokApiServer:
         self._httpd = NgrokHttpServer(self._address, self._respond, context)
         host, port = self._httpd.server_address[:2]
         self.base_url = f"{'https' if context else 'http'}://{host}:{port}"
-        self._fleet = Fleet(self.base_url, random.Random(self._seed), self._endpoint_type)
-        self._fleet.generate(self._initial_sessions, self._anchor_time or time.time())
+        fleet = Fleet(self.base_url, random.Random(self._seed), self._endpoint_type)
+        fleet.generate(self._initial_sessions, self._anchor_time or time.time())
+        self._api = FleetApi(fleet, api_key=self._api_key, behaviour=self._behaviour)
+        self._lock = self._api.lock  # one lock for the fleet and for the helpers below
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -146,6 +137,31 @@ class NgrokApiServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # ---- behaviour that tests change on a running server -----------------------------------
+    @property
+    def restart_delay(self) -> float:
+        return self._behaviour.restart_delay
+
+    @restart_delay.setter
+    def restart_delay(self, seconds: float) -> None:
+        self._behaviour.restart_delay = seconds
+
+    @property
+    def legacy_plan(self) -> bool:
+        return self._behaviour.legacy_plan
+
+    @legacy_plan.setter
+    def legacy_plan(self, value: bool) -> None:
+        self._behaviour.legacy_plan = value
+
+    @property
+    def next_page_keeps_filter(self) -> bool:
+        return self._behaviour.next_page_keeps_filter
+
+    @next_page_keeps_filter.setter
+    def next_page_keeps_filter(self, value: bool) -> None:
+        self._behaviour.next_page_keeps_filter = value
+
     # ---- inspection and control -----------------------------------------------------------
     def client_headers(self) -> dict[str, str]:
         """The headers a well-behaved client sends (test convenience; the key is a test key)."""
@@ -175,10 +191,9 @@ class NgrokApiServer:
 
     def _world(self) -> Fleet:
         """The fleet with due reconnects applied; call with the lock held."""
-        if self._fleet is None:
+        if self._api is None:
             raise RuntimeError("the server is not started")
-        self._fleet.reconnect_due(time.time())
-        return self._fleet
+        return self._api.world()
 
     def session_ids(self) -> list[str]:
         with self._lock:
@@ -263,104 +278,19 @@ class NgrokApiServer:
         return reply
 
     def _error(self, error: ApiError) -> Reply:
-        op_id = "op_" + encode_ksuid(self._op_rng.getrandbits(160))
-        body: dict[str, Any] = {"details": {"operation_id": op_id, **error.details}}
-        body.update(msg=error.msg, status_code=error.status)
-        if error.code is not None:
-            body = {"error_code": error.code, "status_code": error.status, "msg": error.msg, **body}
-        return Reply(error.status, _dumps(body), headers={"ngrok-operation-id": op_id})
-
-    def _ok(self, status: int, obj: Any = None) -> Reply:
-        op_id = "op_" + encode_ksuid(self._op_rng.getrandbits(160))
-        body = b"" if obj is None else _dumps(obj)
-        return Reply(status, body, headers={"ngrok-operation-id": op_id})
+        assert self._api is not None
+        return _reply(self._api.error(error))
 
     def _handle(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> Reply:
-        try:
-            self._check_credentials(headers)
-            parts = path.split("/")[1:]
-            if not parts or "" in parts or parts[0] not in COLLECTIONS or len(parts) > 3:
-                raise ApiError(404, None, "Not Found", {"path": path})
-            action = parts[2] if len(parts) == 3 else None
-            want = "POST" if action else "GET"
-            if method != want or (
-                action and (parts[0] != "tunnel_sessions" or action not in ACTIONS)
-            ):
-                raise ApiError(404, None, "Not Found", {"path": path})
-            prefix, fields, arrays = COLLECTIONS[parts[0]]
-            allowed = ("before_id", "limit", *(("filter",) if fields else ()), *arrays)
-            params = parse_query(query, allowed if len(parts) == 1 else (), arrays)
-            if method == "GET" and body:
-                raise ApiError(400, "ERR_NGROK_211", "This request method does not accept a body.")
-            if len(parts) == 1:
-                with self._lock:  # serialized under the lock: the objects are live
-                    keeps = self.next_page_keeps_filter
-                    return self._ok(200, self._world().list_page(parts[0], params, keeps))
-            obj_id = parts[1]
-            if not obj_id.startswith(prefix):
-                msg = f"The resource ID '{obj_id}' is invalid: expected an ID starting '{prefix}'."
-                raise ApiError(400, "ERR_NGROK_227", msg)
-            if action is None:
-                with self._lock:
-                    return self._ok(200, self._world().get_object(parts[0], obj_id))
-            _check_json_body(headers, body)
-            return self._act(obj_id, action)
-        except ApiError as error:
-            return self._error(error)
-
-    def _check_credentials(self, headers: Mapping[str, str]) -> None:
-        auth = headers.get("authorization")
-        if not auth:
-            msg = "Your request did not include an Authorization header with an API key."
-            raise ApiError(401, "ERR_NGROK_200", msg)
-        scheme, _, token = auth.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(
-                401, "ERR_NGROK_201", "The Authorization header must use the Bearer scheme."
-            )
-        token = token.strip()
-        if not hmac.compare_digest(token.encode(), self._api_key.encode()):
-            msg = f"The authentication you specified is invalid. Your credential: {token}"
-            raise ApiError(401, "ERR_NGROK_203", msg)
-        version = headers.get("ngrok-version")
-        if version is None:
-            raise ApiError(400, "ERR_NGROK_218", MSG_218)
-        if version.strip() != "2":
-            msg = (
-                f"Your request specified an invalid API version '{version}'. Supported versions: 2."
-            )
-            raise ApiError(400, "ERR_NGROK_217", msg)
-
-    def _act(self, session_id: str, action: str) -> Reply:
-        if self.legacy_plan:
-            code, what = (
-                ("ERR_NGROK_1702", "update")
-                if action == "update"
-                else ("ERR_NGROK_1701", "stop or restart")
-            )
-            msg = f"Your account is on a legacy plan, which cannot {what} tunnel sessions."
-            raise ApiError(403, code, msg)
-        with self._lock:
-            self._world().apply_action(session_id, action, time.time(), self.restart_delay)
-        return self._ok(204)
+        assert self._api is not None
+        return _reply(self._api.handle(method, path, query, headers, body))
 
 
-def _check_json_body(headers: Mapping[str, str], body: bytes) -> None:
-    content_type = headers.get("content-type", "").strip()
-    if not content_type:
-        msg = "You did not provide a Content-Type header. Supported types: application/json."
-        raise ApiError(400, "ERR_NGROK_216", msg)
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        msg = f"The Content-Type '{content_type}' is not supported. Use application/json."
-        raise ApiError(415, "ERR_NGROK_210", msg)
-    try:
-        parsed = json.loads(body.decode("utf-8")) if body.strip() else None
-    except (UnicodeDecodeError, ValueError):
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise ApiError(400, "ERR_NGROK_213", "The request body must be a JSON object, e.g. {}.")
+def _reply(answer: ApiReply) -> Reply:
+    """The product handler's answer as the transport's Reply (whose headers may grow)."""
+    return Reply(answer.status, answer.body, headers=dict(answer.headers))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.servers.ngrok_fleet import ApiError
+from bot.demo.fleet import ApiError
 from tests.servers.ngrok_http import Reply
 
 SERVER_ERRORS = ("500", "502", "503")

@@ -1,9 +1,9 @@
-"""The small CEL subset the stand-in accepts in `filter=`: a real tokenizer and parser.
+"""The small CEL subset the simulated ngrok API accepts in `filter=`: a real tokenizer and parser.
 
 Why not regexes: a filter is user input, and a quoted literal such as `"x\\" || obj.id != \\""`
 must stay one literal. Tokenizing first makes injection attempts inert by construction.
 
-Grammar (anything else is rejected with `CelError`, which the server turns into a 400
+Grammar (anything else is rejected with `CelError`, which the API answers with a 400
 `invalid_cel_expression`):
 
     expr       := and_expr ("||" and_expr)*
@@ -215,21 +215,25 @@ def _field_value(obj: Mapping[str, Any], path: str) -> str:
 
 
 def _compare(obj: Mapping[str, Any], field: str, op: str, value: str | datetime) -> bool:
-    actual: str | datetime = _field_value(obj, field)
+    raw: str = _field_value(obj, field)
     if isinstance(value, datetime):
         try:
-            actual = datetime.fromisoformat(str(actual).replace("Z", "+00:00"))
+            when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
         except ValueError:
             return False
-        if actual.tzinfo is None:
-            actual = actual.replace(tzinfo=UTC)
+        return _ordered(when if when.tzinfo else when.replace(tzinfo=UTC), op, value)
+    return _ordered(raw, op, value)
+
+
+def _ordered(actual: Any, op: str, value: Any) -> bool:
+    """Strings compare with strings and times with times (the parser only pairs like kinds)."""
     if op == "==":
-        return actual == value
+        return bool(actual == value)
     if op == "!=":
-        return actual != value
+        return bool(actual != value)
     if op == "<":
-        return actual < value  # type: ignore[operator]
-    return actual > value  # type: ignore[operator]
+        return bool(actual < value)
+    return bool(actual > value)
 
 
 def compile_filter(source: str, fields: tuple[str, ...] = SESSION_FIELDS) -> Predicate:

@@ -1,26 +1,24 @@
-"""The stand-in's world: a seeded fleet of agents, their endpoints and tunnels, and the
-stop/restart/update state machine. No HTTP here; the server holds one lock around every call.
+"""A simulated ngrok account: a seeded fleet of agents, their endpoints and tunnels, and the
+stop/restart/update state machine as the real API behaves (shared/reference/ngrok-api.md).
 
-Ids are KSUIDs (`ts_` + 27 base62 chars: a 4-byte timestamp then 16 random bytes) like the
-real API's, so they sort by creation time and `before_id` paging can compare strings.
+No HTTP here: `bot.demo.ngrok_api` serves it in process for `python -m bot console --demo`,
+and the tests' stand-in (tests/servers/ngrok_api.py) serves it over real HTTP. Callers hold
+one lock around every call.
 """
 
 from __future__ import annotations
 
-import bisect
 import copy
 import json
 import random
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
-from tests.servers.ngrok_cel import ENDPOINT_FIELDS, SESSION_FIELDS, CelError, compile_filter
+from bot.demo.cel import ENDPOINT_FIELDS, SESSION_FIELDS, CelError, compile_filter
+from bot.demo.ksuid import KSUID_EPOCH, SortedStore, is_ksuid, make_id, page, rfc3339
 
-BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-KSUID_EPOCH = 1_400_000_000
 LATEST_VERSION = "3.26.1"
 VERSIONS = ("3.19.0", "3.20.0", "3.21.1", "3.22.1", "3.23.3", "3.24.0", "3.25.0", "3.26.0")
 REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in", "us-cal-1")
@@ -35,40 +33,6 @@ COLLECTIONS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
 }
 
 
-_PAIRS = [a + b for a in BASE62 for b in BASE62]
-_DIGITS = {ch: i for i, ch in enumerate(BASE62)}
-
-
-def encode_ksuid(value: int) -> str:
-    """27 base62 digits; the alphabet is in ASCII order, so string order is numeric order."""
-    pairs = []
-    for _ in range(14):
-        value, pair = divmod(value, 3844)
-        pairs.append(_PAIRS[pair])
-    return "".join(reversed(pairs))[1:]
-
-
-def decode_ksuid(text: str) -> int:
-    value = 0
-    for ch in text:
-        value = value * 62 + _DIGITS[ch]
-    return value
-
-
-def make_id(
-    prefix: str, at: float, rng: random.Random, after: int | None = None
-) -> tuple[str, int]:
-    """A KSUID for time `at` (and its value); greater than the value `after` when given."""
-    value = (max(int(at) - KSUID_EPOCH, 0) << 128) | rng.getrandbits(128)
-    if after is not None and value <= after:
-        value = after + 1 + rng.getrandbits(32)
-    return prefix + encode_ksuid(value), value
-
-
-def rfc3339(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(at)))
-
-
 class ApiError(Exception):
     """An API failure: `code` None gives the code-less shape of the real 404."""
 
@@ -80,27 +44,6 @@ class ApiError(Exception):
         self.code = code
         self.msg = msg
         self.details = dict(details or {})
-
-
-class SortedStore:
-    """Objects keyed by a time-ordered id, iterable newest first from any `before_id`."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, dict[str, Any]] = {}
-        self.order: list[str] = []
-
-    def add(self, obj: dict[str, Any]) -> None:
-        self.items[obj["id"]] = obj
-        bisect.insort(self.order, obj["id"])
-
-    def remove(self, obj_id: str) -> None:
-        if self.items.pop(obj_id, None) is not None:
-            del self.order[bisect.bisect_left(self.order, obj_id)]
-
-    def newest_first(self, before_id: str | None = None) -> Iterator[dict[str, Any]]:
-        end = len(self.order) if before_id is None else bisect.bisect_left(self.order, before_id)
-        for index in range(end - 1, -1, -1):
-            yield self.items[self.order[index]]
 
 
 @dataclass
@@ -326,7 +269,7 @@ class Fleet:
         limit = int(raw_limit)
         before_id = params.get("before_id", [None])[0]
         if before_id is not None and not (
-            before_id.startswith(prefix) and _is_ksuid(before_id[len(prefix) :])
+            before_id.startswith(prefix) and is_ksuid(before_id[len(prefix) :])
         ):
             raise ApiError(
                 400, "ERR_NGROK_223", f"The resource reference ID '{before_id}' is invalid."
@@ -352,7 +295,9 @@ class Fleet:
             next_uri = f"{self.base_url}/{name}?{urlencode(query)}"
         return {name: items, "uri": f"{self.base_url}/{name}", "next_page_uri": next_uri}
 
-    def add_session(self, at: float, fields: Mapping[str, Any], endpoint_count: int | None) -> dict:
+    def add_session(
+        self, at: float, fields: Mapping[str, Any], endpoint_count: int | None
+    ) -> dict[str, Any]:
         session = self._random_session(at, [self._new_id("cr_", at)], None)
         session.pop("agent_platform", None)
         for key, value in fields.items():
@@ -438,42 +383,8 @@ class Fleet:
             self._bring_online(agent, at)
 
 
-def page(
-    store: SortedStore,
-    before_id: str | None,
-    limit: int,
-    predicate: Callable[[Mapping[str, Any]], bool],
-) -> tuple[list[dict[str, Any]], bool]:
-    """Up to `limit` matching objects newest first, and whether more follow."""
-    found: list[dict[str, Any]] = []
-    for obj in store.newest_first(before_id):
-        if predicate(obj):
-            if len(found) == limit:
-                return found, True
-            found.append(obj)
-    return found, False
-
-
-def _is_ksuid(text: str) -> bool:
-    return len(text) == 27 and all(ch in _DIGITS for ch in text)
-
-
 def _compile(source: str, fields: tuple[str, ...] | None) -> Callable[[Mapping[str, Any]], bool]:
     try:
         return compile_filter(source, fields or ())
     except CelError as error:
         raise ApiError(400, "invalid_cel_expression", f"invalid CEL expression: {error}") from None
-
-
-def parse_query(
-    query: str, allowed: tuple[str, ...], arrays: tuple[str, ...]
-) -> dict[str, list[str]]:
-    """Query parameters by name; unknown (231) and repeated (232) ones are refused."""
-    params: dict[str, list[str]] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in allowed:
-            raise ApiError(400, "ERR_NGROK_231", f"Unknown query parameter '{key}'.")
-        if key in params and key not in arrays:
-            raise ApiError(400, "ERR_NGROK_232", f"The query parameter '{key}' is repeated.")
-        params.setdefault(key, []).append(value)
-    return params
