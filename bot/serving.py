@@ -1,0 +1,174 @@
+"""How the `web:` process reads requests, so that slow or idle clients cannot hold the threads
+that run Bolt.
+
+gunicorn's gthread worker hands a connection to a thread as soon as its first byte arrives,
+and the thread then blocks in the request parser with no read timeout: 32 clients that send
+half a request stall every ack. gunicorn's own asyncio worker (`gunicorn.workers.gasgi`)
+reads requests on an event loop instead, so this module only adds what it lacks:
+
+- a deadline for the headers of a connection's first request (gunicorn's keep-alive timer
+  covers the later ones, but nothing covers the first: a client that sends half a request
+  line would keep its connection forever);
+- `buffered_wsgi`: an ASGI app that reads the whole body on the event loop, under a size cap
+  and a deadline, and only then runs the WSGI app on a thread (a2wsgi's WSGIMiddleware,
+  which would otherwise read the body from a thread, a slow body holding that thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+from gunicorn.asgi.protocol import ASGIProtocol
+from gunicorn.workers import gasgi
+
+MAX_BODY_BYTES = 1024 * 1024  # Slack's largest payloads (a view_submission) stay far below
+HEADER_TIMEOUT = 10.0  # seconds for a new connection to send its request line and headers
+BODY_TIMEOUT = 10.0  # seconds for a whole body to arrive once the headers are in
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+WsgiApp = Callable[..., Any]
+
+log = logging.getLogger("ngrok_ops.http")
+
+
+class HeaderDeadlineProtocol(ASGIProtocol):  # type: ignore[misc]
+    """gunicorn's asyncio HTTP/1 protocol, closing connections whose first request's headers
+    do not arrive within HEADER_TIMEOUT (slowloris, idle sockets that never send)."""
+
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Arms the deadline; the keep-alive timer takes over after the first request."""
+        super().connection_made(transport)
+        if self._request_ready is not None:  # HTTP/1 (the only protocol configured)
+            loop = self.worker.loop
+            self._header_deadline = loop.call_later(HEADER_TIMEOUT, self._headers_too_slow)
+
+    def _on_headers_complete(self) -> Any:
+        """The headers are in: the deadline no longer applies to this connection."""
+        self._cancel_header_deadline()
+        return super()._on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Drops the deadline with the connection."""
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if self._current_request is None and not self._closed:
+            # gunicorn's own keep-alive expiry: closes and wakes the connection's task.
+            self._keepalive_timeout()
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+
+class Worker(gasgi.ASGIWorker):  # type: ignore[misc]
+    """gunicorn's asyncio worker with HeaderDeadlineProtocol (`worker_class` in
+    bot/gunicorn_conf.py)."""
+
+    def init_process(self) -> None:
+        """The worker builds its protocol by the module-level name, so point that name at
+        the subclass; this runs in the forked worker only, which serves nothing else."""
+        gasgi.ASGIProtocol = HeaderDeadlineProtocol
+        super().init_process()
+
+
+def buffered_wsgi(wsgi_app: WsgiApp, *, threads: int) -> AsgiApp:
+    """An ASGI app that reads each body completely (413 over MAX_BODY_BYTES, 408 after
+    BODY_TIMEOUT) before `wsgi_app` runs on one of `threads` threads."""
+    to_wsgi = WSGIMiddleware(wsgi_app, workers=threads)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await to_wsgi(scope, receive, send)  # lifespan: a2wsgi answers it
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > MAX_BODY_BYTES:
+            await _refuse(send, scope, 413, f"declared {declared} bytes")
+            return
+        try:
+            body = await asyncio.wait_for(_read_body(receive), BODY_TIMEOUT)
+        except _TooLarge:
+            await _refuse(send, scope, 413, f"over {MAX_BODY_BYTES} bytes while streaming")
+            return
+        except TimeoutError:
+            await _refuse(send, scope, 408, f"body not complete after {BODY_TIMEOUT:g} s")
+            return
+        if body is None:
+            return  # the client went away
+        await to_wsgi(_with_length(scope, len(body)), _replay(body), send)
+
+    return app
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None when the client disconnected; raises _TooLarge past the cap."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    """A `receive` that gives the buffered body at once, then reports a disconnect."""
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # gunicorn's parser refuses these before we see them
+    return None
+
+
+def _with_length(scope: Scope, length: int) -> Scope:
+    """The scope with the buffered body's real length, also for chunked requests (Bolt's
+    WSGI adapter reads exactly CONTENT_LENGTH bytes)."""
+    framing = {b"content-length", b"transfer-encoding"}
+    headers = [(n, v) for n, v in scope.get("headers", ()) if n.lower() not in framing]
+    headers.append((b"content-length", str(length).encode()))
+    return {**scope, "headers": headers}
+
+
+async def _refuse(send: Send, scope: Scope, status: int, why: str) -> None:
+    """Answers without reading the rest of the body; gunicorn then closes the connection."""
+    log.warning("refused %s %s with %d: %s", scope.get("method"), scope.get("path"), status, why)
+    text = b"Request Entity Too Large\n" if status == 413 else b"Request Timeout\n"
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
