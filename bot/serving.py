@@ -28,6 +28,7 @@ from gunicorn.workers import gasgi
 MAX_BODY_BYTES = 1024 * 1024  # Slack's largest payloads (a view_submission) stay far below
 HEADER_TIMEOUT = 10.0  # seconds for a new connection to send its request line and headers
 BODY_TIMEOUT = 10.0  # seconds for a whole body to arrive once the headers are in
+SHUTDOWN_LINGER = 1.0  # seconds idle connections stay open after SIGTERM
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,6 +38,7 @@ AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 WsgiApp = Callable[..., Any]
 
 log = logging.getLogger("ngrok_ops.http")
+_OPEN_CONNECTIONS: set[HeaderDeadlineProtocol] = set()  # this worker's, for the shutdown
 
 
 class HeaderDeadlineProtocol(ASGIProtocol):  # type: ignore[misc]
@@ -48,6 +50,7 @@ class HeaderDeadlineProtocol(ASGIProtocol):  # type: ignore[misc]
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Arms the deadline; the keep-alive timer takes over after the first request."""
         super().connection_made(transport)
+        _OPEN_CONNECTIONS.add(self)
         if self._request_ready is not None:  # HTTP/1 (the only protocol configured)
             loop = self.worker.loop
             self._header_deadline = loop.call_later(HEADER_TIMEOUT, self._headers_too_slow)
@@ -60,12 +63,18 @@ class HeaderDeadlineProtocol(ASGIProtocol):  # type: ignore[misc]
     def connection_lost(self, exc: Exception | None) -> None:
         """Drops the deadline with the connection."""
         self._cancel_header_deadline()
+        _OPEN_CONNECTIONS.discard(self)
         super().connection_lost(exc)
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
         if self._current_request is None and not self._closed:
             # gunicorn's own keep-alive expiry: closes and wakes the connection's task.
+            self._keepalive_timeout()
+
+    def close_if_idle(self) -> None:
+        """Closes the connection when no request is under way on it (shutdown)."""
+        if self._awaiting_request and not self._closed:
             self._keepalive_timeout()
 
     def _cancel_header_deadline(self) -> None:
@@ -83,6 +92,18 @@ class Worker(gasgi.ASGIWorker):  # type: ignore[misc]
         the subclass; this runs in the forked worker only, which serves nothing else."""
         gasgi.ASGIProtocol = HeaderDeadlineProtocol
         super().init_process()
+
+    def handle_exit_signal(self) -> None:
+        """SIGTERM: gunicorn waits up to graceful_timeout for every open connection, also for
+        those that never sent a request; close those after a short linger (a request that
+        arrives meanwhile is still served), so a deploy is not held up by idle clients."""
+        super().handle_exit_signal()
+        self.loop.call_later(SHUTDOWN_LINGER, _close_idle_connections)
+
+
+def _close_idle_connections() -> None:
+    for connection in list(_OPEN_CONNECTIONS):
+        connection.close_if_idle()
 
 
 def buffered_wsgi(wsgi_app: WsgiApp, *, threads: int) -> AsgiApp:
