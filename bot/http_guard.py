@@ -93,19 +93,24 @@ def body_problem(raw: bytes, content_type: str) -> str | None:
 
 
 def _json_object_problem(raw: bytes, *, what: str = "the body") -> str | None:
-    if nesting_depth(raw) > MAX_DEPTH:
-        return f"{what} nests deeper than {MAX_DEPTH}"
+    # json.loads first: it is linear on any input, and once the text is known to be JSON the
+    # string pattern of `nesting_depth` cannot backtrack (an unterminated `"\\"\\"…` could).
     try:
         value: Any = json.loads(raw)
+    except RecursionError:
+        return f"{what} nests deeper than {MAX_DEPTH}"
     except ValueError:
         return f"{what} is not JSON"
+    if nesting_depth(raw) > MAX_DEPTH:
+        return f"{what} nests deeper than {MAX_DEPTH}"
     if not isinstance(value, dict):
         return f"{what} is not a JSON object"
     return None
 
 
 def nesting_depth(raw: bytes) -> int:
-    """The deepest bracket nesting outside JSON strings, without recursing."""
+    """The deepest bracket nesting outside JSON strings, without recursing (for valid JSON:
+    see `_json_object_problem`)."""
     depth = deepest = 0
     for match in _TOKENS.finditer(raw):
         token = match.group()

@@ -4,6 +4,7 @@ bot/http_guard.py and the one-line escaping of bot/logs.py."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -54,3 +55,11 @@ def test_the_filter_drops_the_unsigned_body_from_bolts_message():
     )  # fmt: skip
     OneLineFilter().filter(record)
     assert record.getMessage().endswith("body: 12 characters, not logged)")
+
+
+def test_an_unterminated_string_of_escaped_quotes_is_refused_quickly():
+    """A pattern that would backtrack on it (quadratic in 1 MB) never sees invalid JSON."""
+    started = time.monotonic()
+    problem = body_problem(b'{"a": "' + b'\\"' * 500_000, "application/json")
+    assert problem is not None and "not JSON" in problem
+    assert time.monotonic() - started < 2.0
