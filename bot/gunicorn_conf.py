@@ -23,7 +23,6 @@ bind = f"0.0.0.0:{_settings.port}"
 # see bot/serving.py), so slow or idle clients never hold the threads that run Bolt; the
 # threads are bot.wsgi.BOLT_THREADS.
 worker_class = "bot.serving.Worker"
-worker_connections = 4096  # idle and half-sent connections cost a socket, not a thread
 # WEB_CONCURRENCY (set by Heroku and alike) adds worker processes; approvals stay
 # exactly-once across them through the shared store (SQLite file or Redis).
 workers = _settings.web_workers
