@@ -273,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             if bot is not None:
                 ngrok.latency = 0  # the worker finishes queued jobs on SIGTERM; let them run fast
                 bot.stop()
-                for name in (bot._out.name, bot._err.name):
-                    Path(name).unlink(missing_ok=True)
+                for path in (bot._out_path, bot._err_path):
+                    path.unlink(missing_ok=True)
+                bot._out_path.parent.rmdir()  # BotProcess's own temporary folder, now empty
             slack.stop()
             ngrok.stop()
 

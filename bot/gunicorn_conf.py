@@ -19,11 +19,14 @@ except SettingsError as _error:
     sys.exit(2)
 
 bind = f"0.0.0.0:{_settings.port}"
-worker_class = "gthread"
+# gunicorn's asyncio worker reads requests on an event loop (with header and body deadlines,
+# see bot/serving.py), so slow or idle clients never hold the threads that run Bolt; the
+# threads are bot.wsgi.BOLT_THREADS.
+worker_class = "bot.serving.Worker"
 # WEB_CONCURRENCY (set by Heroku and alike) adds worker processes; approvals stay
 # exactly-once across them through the shared store (SQLite file or Redis).
 workers = _settings.web_workers
-threads = 32  # acks are quick, but 50 simultaneous commands must not queue behind each other
+asgi_lifespan = "off"  # nothing to start or stop per worker
 timeout = 0  # requests only ack and enqueue; the work runs in the job consumer
 graceful_timeout = 20
 control_socket_disable = True  # one fixed socket path would clash between instances

@@ -6,6 +6,7 @@ the local stand-ins, then send correctly signed slash commands, events and block
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -93,16 +94,44 @@ class BotProcess:
         assert self.process is not None
         return self.process.wait(timeout)
 
-    def stop(self, sig: int = signal.SIGINT) -> None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> None:
+        """Stops the whole process group with `sig` (SIGINT: gunicorn's quick shutdown; the
+        tests have nothing left to drain). A process that has to be killed fails the test:
+        a silent SIGKILL would hide a shutdown that hangs."""
         if self.process is None or self.process.poll() is not None:
             return
-        # SIGINT is gunicorn's quick shutdown; the tests have nothing left to drain.
         os.killpg(self.process.pid, sig)
         try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired as error:
+            self._kill_group()
+            what = f"did not exit within {timeout:g} s of {signal.Signals(sig).name}"
+            raise AssertionError(self._killed(what)) from error
+        deadline = time.monotonic() + 5  # workers may still be finishing after the master
+        while self._group_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._group_alive():
+            self._kill_group()
+            raise AssertionError(self._killed("left processes behind after the master exited"))
+
+    def _group_alive(self) -> bool:
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _kill_group(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        if self.process.poll() is None:
             self.process.wait(5)
+
+    def _killed(self, what: str) -> str:
+        tail = "\n".join(self.stderr().splitlines()[-30:])
+        return f"`{self.command}` {what} and had to be killed (SIGKILL). stderr ends:\n{tail}"
 
     def stdout(self) -> str:
         return self._out_path.read_text(errors="replace")

@@ -238,8 +238,13 @@ def stack_factory(
         return stack
 
     yield start
-    for bot in bots:
-        bot.stop()
+    killed = []
+    for bot in bots:  # every bot is stopped even when one had to be killed
+        try:
+            bot.stop()
+        except AssertionError as error:
+            killed.append(str(error))
     for stack in stacks:
         stack.scan_for_secrets()
         stack.scan_for_unescaped_metadata()
+    assert not killed, "\n\n".join(killed)
