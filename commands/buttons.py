@@ -16,7 +16,8 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
 from bot.deps import Deps
-from bot.slack.blocks import ButtonValue, decode_button_value, value_of_action
+from bot.slack.blocks import ButtonValue, read_session_click, value_of_action
+from bot.slack.buttons import ButtonRefused
 from bot.slack.invocation import Invocation
 from bot.slack.views.actions import render_error
 from commands.control import INVALID_BUTTON, approve_own_request, cancel_request, request_action
@@ -33,13 +34,14 @@ Listener = Callable[..., None]
 def click_invocation(
     body: dict[str, Any], respond: Respond, client: WebClient, value: ButtonValue | None = None
 ) -> Invocation:
-    """Who clicked, and where replies go: the value's channel/thread, else the payload's."""
+    """Who clicked, and where replies go: always the payload's (signed) channel; the thread
+    from a sealed value, whose channel `read_session_click` has checked, else the payload's."""
     container = body.get("container") or {}
     message = body.get("message") or {}
     channel = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
     thread = container.get("thread_ts") or message.get("thread_ts")
     if value is not None and value.channel_id:
-        channel, thread = value.channel_id, value.thread_ts or None
+        thread = value.thread_ts or None
     return Invocation(
         entry="action",
         user_id=(body.get("user") or {}).get("id", ""),
@@ -50,8 +52,8 @@ def click_invocation(
     )
 
 
-def refuse_invalid_button(inv: Invocation, deps: Deps) -> None:
-    inv.private(render_error(INVALID_BUTTON))
+def refuse_invalid_button(inv: Invocation, deps: Deps, sentence: str = INVALID_BUTTON) -> None:
+    inv.private(render_error(sentence))
 
 
 def session_button(run: Callable[[Invocation, Deps, ButtonValue], None]) -> Listener:
@@ -63,10 +65,13 @@ def session_button(run: Callable[[Invocation, Deps, ButtonValue], None]) -> List
     ) -> None:  # fmt: skip
         ack()
         try:
-            value = decode_button_value(value_of_action(action))
+            key = deps.settings.approval_secret
+            value = read_session_click(body, value_of_action(action), key=key)
         except ValueError as error:
-            log.warning("rejected a malformed button value: %s", error)
-            run_later(click_invocation(body, respond, client), deps, refuse_invalid_button)
+            sentence = error.sentence if isinstance(error, ButtonRefused) else INVALID_BUTTON
+            inv = click_invocation(body, respond, client)
+            log.warning("refused a session button from %s: %s", inv.user_id, error)
+            run_later(inv, deps, refuse_invalid_button, sentence)
             return
         run_later(click_invocation(body, respond, client, value), deps, run, value)
 

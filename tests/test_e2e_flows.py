@@ -22,6 +22,8 @@ from tests.e2e_fixtures import (
     wait_until,
 )
 
+BUTTON_KEY = b"e2e-approval-secret-0123456789abcdef"  # APPROVAL_SECRET in tests/e2e_fixtures.py
+
 
 @pytest.fixture
 def stack(stack_factory):
@@ -37,7 +39,7 @@ def test_slash_sessions_lists_the_fleet_escaped_with_working_buttons(stack):
     assert newest in text
     details = [b for b in buttons_in(body) if b["action_id"] == "ngrok_details"]
     assert details, "each session row offers Details"
-    value = decode_button_value(details[0]["value"])
+    value = decode_button_value(details[0]["value"], key=BUTTON_KEY)
     assert value.session_id == newest and value.channel_id == OPS
     key = stack.click(details[0])
     detail = stack.reply(key)
@@ -298,4 +300,4 @@ def test_the_restart_button_in_a_list_row_opens_the_prompt(stack):
     assert stack.sender.interactive(payload).status_code == 200
     prompt = stack.reply(url.rsplit("/", 1)[1])
     assert find_button(prompt, "ngrok_approve")
-    assert decode_button_value(restart["value"]).session_id in texts_of(prompt)
+    assert decode_button_value(restart["value"], key=BUTTON_KEY).session_id in texts_of(prompt)
