@@ -30,7 +30,7 @@ from bot.state.approvals import (
     TokenError,
     consume_approval,
     issue_token,
-    verify_token,
+    verify_current_token,
 )
 from commands.execute import Outcome, find_successor, run_action
 from commands.lookup import fetch_session
@@ -110,6 +110,7 @@ def request_action(inv: Invocation, deps: Deps, op: str, session_id: str) -> Non
         channel=inv.channel_id,
         thread_ts=inv.thread_ts,
         ttl_seconds=ttl,
+        epoch=deps.store.epoch(),
         kind="self" if mode == "self" else "ask",
         now=deps.clock(),
     )
@@ -139,7 +140,9 @@ def verify_click(
 ) -> ApprovalClaims | None:
     """The claims of a clicked button, or None after telling the clicker why not."""
     try:
-        claims = verify_token(token, secret=deps.settings.approval_secret, now=deps.clock())
+        claims = verify_current_token(
+            token, secret=deps.settings.approval_secret, store=deps.store, now=deps.clock()
+        )
     except TokenError as error:
         if error.reason == "expired":
             expired = error.claims
@@ -156,7 +159,7 @@ def verify_click(
             reply(render_error(EXPIRED))
         else:
             log.warning("rejected a %s approval token from %s", error.reason, inv.user_id)
-            inv.private(render_error(INVALID_BUTTON))
+            inv.private(render_error(str(error) if error.reason == "reset" else INVALID_BUTTON))
         return None
     if claims.kind not in kinds or len(claims.targets) != 1:
         log.warning("rejected a %s token on the wrong button from %s", claims.kind, inv.user_id)

@@ -79,6 +79,7 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
         channel=claims.channel,
         thread_ts=claims.thread_ts,
         ttl_seconds=ttl,
+        epoch=deps.store.epoch(),
         kind="two-person",
         request_id=request_id,
         now=deps.clock(),

@@ -117,7 +117,7 @@ def test_expired_and_forged_tokens_are_refused(stack):
     secret = stack.bot.env["APPROVAL_SECRET"].encode()
     old, _ = issue_token(
         secret=secret, action="restart", targets=[sid], requester=ALICE, channel=OPS,
-        thread_ts=None, ttl_seconds=600, now=time.time() - 3600,
+        thread_ts=None, ttl_seconds=600, now=time.time() - 3600, epoch=None,
     )  # fmt: skip
     key = stack.click(
         {"action_id": "ngrok_approve", "text": {"type": "plain_text", "text": "A"}, "value": old}
@@ -125,7 +125,7 @@ def test_expired_and_forged_tokens_are_refused(stack):
     assert "expired" in texts_of(stack.reply(key)).lower()
     forged, _ = issue_token(
         secret=b"not-the-bot-secret-0123456789", action="restart", targets=[sid],
-        requester=ALICE, channel=OPS, thread_ts=None, ttl_seconds=600,
+        requester=ALICE, channel=OPS, thread_ts=None, ttl_seconds=600, epoch=None,
     )  # fmt: skip
     key = stack.click(
         {"action_id": "ngrok_approve", "text": {"type": "plain_text", "text": "A"}, "value": forged}
