@@ -175,11 +175,12 @@ def may_click(
     *,
     mode: ApprovalMode,
     account: str | None = None,
+    requester_roles: frozenset[str] | None = None,
 ) -> bool:
     """The clicker's rights as they are now; a refusal is recorded and explained."""
     decision = may_approve(
         deps.config, deps.roles(inv.user_id), claims.requester, inv.user_id, claims.action,
-        claims.channel, mode=mode,
+        claims.channel, mode=mode, requester_roles=requester_roles,
     )  # fmt: skip
     if not decision.allowed:
         deps.auditor.record(

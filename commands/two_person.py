@@ -168,9 +168,11 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
         return
     op = claims.action
     withdrawing = not approve and inv.user_id == claims.requester
+    requester_roles = deps.roles(claims.requester) if approve else None
     if not withdrawing and not may_click(
-        inv, deps, claims, mode="two-person", account=record["account"]
-    ):
+        inv, deps, claims, mode="two-person", account=record["account"],
+        requester_roles=requester_roles,
+    ):  # fmt: skip
         return
     new_state = "running" if approve else "denied"
     won = deps.store.transition_request(
