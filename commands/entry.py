@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from bot.deps import Deps
 from bot.slack.invocation import Invocation
 from bot.slack.views.actions import render_error
+from bot.state.replays import first_delivery
 from commands.control import request_action
 from commands.grammar import (
     Command,
@@ -75,7 +76,15 @@ def handle_slash_command(
         client=client,
         respond=respond,
     )
-    run_later(inv, deps, route, parsed)
+    run_later(inv, deps, run_command, command.get("trigger_id"), parsed)
+
+
+def run_command(inv: Invocation, deps: Deps, trigger_id: str | None, command: Command) -> None:
+    """Runs a slash command once, even when its signed request is replayed."""
+    if not first_delivery(deps.store, "command", trigger_id):
+        log.warning("ignored a replayed slash command (trigger %s)", (trigger_id or "")[:40])
+        return
+    route(inv, deps, command)
 
 
 def handle_mention(
