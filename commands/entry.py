@@ -14,6 +14,7 @@ from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.deps import Deps
+from bot.slack.groups import RolesUnconfirmed
 from bot.slack.invocation import Invocation
 from bot.slack.views.actions import render_error
 from bot.state.replays import first_delivery
@@ -55,7 +56,14 @@ def route(inv: Invocation, deps: Deps, command: Command) -> None:
 
 def run_later(inv: Invocation, deps: Deps, fn: Any, *args: Any) -> None:
     """Hands work to the job pool; an unexpected error still gets a reply."""
-    deps.jobs.submit(fn, inv, deps, *args, on_error=lambda _: inv.private(render_error(SORRY)))
+    deps.jobs.submit(
+        fn, inv, deps, *args, on_error=lambda error: inv.private(render_error(sorry_for(error)))
+    )
+
+
+def sorry_for(error: BaseException) -> str:
+    """The sentence for a job that failed: a known cause says itself, the rest is SORRY."""
+    return error.sentence if isinstance(error, RolesUnconfirmed) else SORRY
 
 
 def handle_slash_command(

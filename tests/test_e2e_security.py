@@ -111,3 +111,14 @@ def test_a_replayed_slash_command_runs_once(stack):
     stack.reply(key)
     time.sleep(0.5)
     assert len(stack.slack.calls_to("response_url", key=key)) == 1
+
+
+def test_a_role_slack_cannot_confirm_is_refused_with_that_reason(stack_factory):
+    stack = stack_factory(env={"GROUP_STALE_SECONDS": "0"})
+    sid = session_id_of("linux", stack.ngrok)
+    stack.slack.fail_next(
+        "usergroups.users.list", status=200, error="fatal_error", retry_after=None
+    )
+    refused = stack.ask(f"restart {sid}", user=DAVE)  # DAVE is an operator only via S0ONCALL
+    assert "Slack could not confirm your role" in texts_of(refused)
+    assert not [b for b in buttons_in(refused) if b["action_id"] == "ngrok_approve"]
