@@ -207,8 +207,8 @@ class RedisStore:
         """
         try:
             with self._redis_errors():
-                aof = self._client.config_get("appendonly").get("appendonly", "")
-                rdb = self._client.config_get("save").get("save", "")
+                aof = self._client.config_get("appendonly").get("appendonly") or ""
+                rdb = self._client.config_get("save").get("save") or ""
         except StoreUnavailable:
             raise
         except StoreError:
