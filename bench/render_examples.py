@@ -30,7 +30,9 @@ from bot.slack.views.sessions import (
 )
 
 NOW = datetime(2025, 9, 25, 22, 40, tzinfo=UTC)
-CONTEXT = ButtonContext(channel_id="C07INCIDENT", thread_ts="1758839400.123456")
+CONTEXT = ButtonContext(
+    channel_id="C07INCIDENT", thread_ts="1758839400.123456", key=b"bench-button-key-0123456789"
+)
 
 API_SESSIONS = [
     {

@@ -164,7 +164,12 @@ def build_deps(
                 memory=private_queue,
             )
         ),
-        groups=GroupDirectory(slack, group_ids, ttl_seconds=settings.group_cache_seconds),
+        groups=GroupDirectory(
+            slack,
+            group_ids,
+            ttl_seconds=settings.group_cache_seconds,
+            stale_seconds=settings.group_stale_seconds,
+        ),
         auditor=auditor,
         ngrok_clients=clients,
         fleet=FleetCache(ttl_seconds=settings.fleet_cache_seconds),

@@ -23,7 +23,7 @@ from bot.settings.env import Settings, SettingsError, load_settings_from_environ
 from bot.state.backends import open_budget_log, open_store
 from bot.state.budget import BudgetLog, SharedBudget
 
-Row = tuple[str, bool, str]
+Row = tuple[str, bool | None, str]  # ok is None for a warning: shown, but not a failure
 
 USER_AGENT = f"ngrok-ops/{__version__}"
 
@@ -117,7 +117,24 @@ def check_rows(settings: Settings) -> list[Row]:
         rows.append(_check(f"ngrok account {name!r}", ngrok(name)))
     rows.append(_check("state store", store))
     rows.append(_check("ngrok budget", budget))
+    if settings.redis_url:
+        rows.append(_redis_persistence(settings.redis_url))
     return rows
+
+
+def _redis_persistence(redis_url: str) -> Row:
+    """A warning row when Redis would forget the store's data on a restart."""
+    from bot.state.store_redis import RedisStore  # redis is imported only when used
+
+    name = "redis persistence"
+    opened = RedisStore(redis_url)
+    try:
+        problem = opened.persistence_problem()
+    except Exception as error:  # the doctor reports every failure as a row, never a traceback
+        return (name, False, f"{type(error).__name__}: {error}")
+    finally:
+        opened.close()
+    return (name, None, problem) if problem else (name, True, "Redis keeps its data on restart")
 
 
 def _describe_config(settings: Settings) -> str:
@@ -133,7 +150,8 @@ def format_table(rows: list[Row]) -> str:
     width = max(len(name) for name, _, _ in rows)
     lines = [f"{'check'.ljust(width)}  result  detail", f"{'-' * width}  ------  ------"]
     for name, ok, detail in rows:
-        lines.append(f"{name.ljust(width)}  {'OK    ' if ok else 'FAILED'}  {detail}")
+        result = "WARN  " if ok is None else "OK    " if ok else "FAILED"
+        lines.append(f"{name.ljust(width)}  {result}  {detail}")
     return "\n".join(lines)
 
 
@@ -148,6 +166,10 @@ def run_checks() -> int:
     configure_logging(settings.log_level, settings.secret_values())
     rows = check_rows(settings)
     print(format_table(rows))
-    ready = all(ok for _, ok, _ in rows)
-    print("ready" if ready else "not ready: fix the FAILED rows above")
+    ready = all(ok is not False for _, ok, _ in rows)
+    warned = any(ok is None for _, ok, _ in rows)
+    if not ready:
+        print("not ready: fix the FAILED rows above")
+    else:
+        print("ready, but read the WARN rows above" if warned else "ready")
     return 0 if ready else 1

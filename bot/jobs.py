@@ -32,6 +32,7 @@ log = logging.getLogger("ngrok_ops.jobs")
 
 Payload = dict[str, Any]
 JobHandler = Callable[[Payload], None]
+ErrorHandler = Callable[[Payload, Exception], None]
 QUEUE_NAME = "ngrok-ops"
 HEARTBEAT_KEY = "consumer-heartbeat"
 # How long an idle consumer waits between two looks at a SQLite queue: the worst-case extra
@@ -99,7 +100,7 @@ class Jobs:
     def __init__(self, huey: Huey, *, clock: Callable[[], float] = time.time) -> None:
         self.huey = huey
         self._clock = clock
-        self._handlers: dict[str, tuple[JobHandler, JobHandler | None]] = {}
+        self._handlers: dict[str, tuple[JobHandler, ErrorHandler | None]] = {}
         self._every_minute: list[str] = []
         self._running = 0
         self._idle = threading.Condition()
@@ -111,9 +112,10 @@ class Jobs:
     # -- registration --------------------------------------------------------------------------
 
     def register(
-        self, name: str, handler: JobHandler, *, on_error: JobHandler | None = None
+        self, name: str, handler: JobHandler, *, on_error: ErrorHandler | None = None
     ) -> None:
-        """`on_error` gets the payload when the handler raised, so someone hears about it."""
+        """`on_error` gets the payload and the error when the handler raised, so someone
+        hears about it."""
         self._handlers[name] = (handler, on_error)
 
     def every_minute(self, name: str) -> None:
@@ -149,12 +151,12 @@ class Jobs:
         handler, on_error = entry
         try:
             handler(payload)
-        except Exception:
+        except Exception as error:
             # Logged here with the job's name; huey would only log its own task id.
             log.exception("job %s failed", name)
             if on_error is not None:
                 try:
-                    on_error(payload)
+                    on_error(payload, error)
                 except Exception:
                     log.exception("could not report the failure of job %s", name)
 

@@ -170,11 +170,14 @@ def may_approve(
     channel_id: str,
     *,
     mode: ApprovalMode,
+    requester_roles: frozenset[str] | None = None,
 ) -> Decision:
     """Judge a click on an approval button. `roles` are the clicker's roles now, not when
     the request was made; `claims_requester` comes from the signed token. Self mode: only
     the requester, still an operator. Two-person: anyone but the requester who holds
-    approver."""
+    approver, and, when `requester_roles` (the requester's roles now) are given, only while
+    the requester may still ask for this action here: removing a role stops pending
+    approvals."""
     _check_action(action)
     if mode not in APPROVAL_MODES:
         raise ValueError(f"unknown approval mode {mode!r}")
@@ -204,6 +207,10 @@ def may_approve(
             f"Only approvers can approve this {action}: ask an admin to add you to "
             "roles.approver in BOT_CONFIG.",
         )
+    if requester_roles is not None:
+        still = may_request(config, requester_roles, action, channel_id)
+        if not still.allowed:
+            return Decision(False, _requester_lost_right(claims_requester, action))
     return Decision(True, f"An approver other than the requester approved this {action}.")
 
 
@@ -220,6 +227,13 @@ def _refuse_without_account(config: BotConfig, channel_id: str) -> Decision | No
         False,
         f"This channel ({channel_id}) has no ngrok account: ask an admin to bind it under "
         "channels in BOT_CONFIG or to set default_account.",
+    )
+
+
+def _requester_lost_right(requester: str, action: str) -> str:
+    return (
+        f"This {action} was not run because the person who asked for it ({requester}) is no "
+        "longer an operator here; they can ask again once an admin gives the role back."
     )
 
 

@@ -27,7 +27,7 @@ from bot.slack.views.follow_ups import (
     render_update_needs_manual_restart,
     render_update_restart,
 )
-from bot.state.approvals import ApprovalClaims, TokenError, verify_token
+from bot.state.approvals import ApprovalClaims, TokenError, verify_current_token
 from bot.state.requests import TwoPersonRequest
 from commands.execute import Outcome, find_successor_once, run_action
 
@@ -82,7 +82,9 @@ def where_claimed(inv: Invocation, claims: ApprovalClaims) -> Invocation:
 def verify_click(inv: Invocation, deps: Deps, token: str, kinds: set[str]) -> ApprovalClaims | None:
     """The claims of a clicked button, or None after telling the clicker why not."""
     try:
-        claims = verify_token(token, secret=deps.settings.approval_secret, now=deps.clock())
+        claims = verify_current_token(
+            token, secret=deps.settings.approval_secret, store=deps.store, now=deps.clock()
+        )
     except TokenError as error:
         if error.reason == "expired":
             expired = error.claims
@@ -99,7 +101,7 @@ def verify_click(inv: Invocation, deps: Deps, token: str, kinds: set[str]) -> Ap
             reply(render_error(EXPIRED))
         else:
             log.warning("rejected a %s approval token from %s", error.reason, inv.user_id)
-            inv.private(render_error(INVALID_BUTTON))
+            inv.private(render_error(str(error) if error.reason == "reset" else INVALID_BUTTON))
         return None
     if claims.kind not in kinds or len(claims.targets) != 1:
         log.warning("rejected a %s token on the wrong button from %s", claims.kind, inv.user_id)
@@ -115,11 +117,12 @@ def may_click(
     *,
     mode: ApprovalMode,
     account: str | None = None,
+    requester_roles: frozenset[str] | None = None,
 ) -> bool:
     """The clicker's rights as they are now; a refusal is recorded and explained."""
     decision = may_approve(
         deps.config, deps.roles(inv.user_id), claims.requester, inv.user_id, claims.action,
-        claims.channel, mode=mode,
+        claims.channel, mode=mode, requester_roles=requester_roles,
     )  # fmt: skip
     if not decision.allowed:
         deps.auditor.record(

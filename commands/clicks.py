@@ -1,8 +1,10 @@
 """What each button runs, in the consumer: decode its value, then call the verb.
 
-Session buttons (Details, Restart/Update/Stop, Older/Newer) carry channel and thread in
-their value, because a click on an ephemeral message does not say which thread it came from;
-approval buttons carry a signed token, checked by the verb.
+Session buttons (Details, Restart/Update/Stop, Older/Newer) carry a sealed value (HMAC)
+naming their channel and thread, because a click on an ephemeral message does not say which
+thread it came from; the channel must match the one Slack signed, so a button can never move
+a click into another channel's permissions or ngrok account. Approval buttons carry a signed
+token, checked by the verb.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from bot.deps import Deps
 from bot.ngrok.models import as_action
 from bot.slack.blocks import ButtonValue, decode_button_value
+from bot.slack.buttons import ButtonRefused, check_origin
 from bot.slack.invocation import Invocation
 from bot.slack.views.errors import render_error
 from commands.approval import INVALID_BUTTON
@@ -73,11 +76,14 @@ def run_click(deps: Deps, payload: dict[str, Any]) -> None:
         TOKEN_CLICKS[kind](inv, deps, raw)
         return
     try:
-        value = decode_button_value(raw)
+        # inv.channel_id is the channel Slack's signed payload names (listeners.click_origin).
+        value = decode_button_value(raw, key=deps.settings.approval_secret)
+        check_origin(value.channel_id, inv.channel_id)
     except ValueError as error:
-        log.warning("rejected a malformed button value: %s", error)
-        inv.private(render_error(INVALID_BUTTON))
+        sentence = error.sentence if isinstance(error, ButtonRefused) else INVALID_BUTTON
+        log.warning("refused a session button from %s: %s", inv.user_id, error)
+        inv.private(render_error(sentence))
         return
-    if value.channel_id:
-        inv = replace(inv, channel_id=value.channel_id, thread_ts=value.thread_ts or None)
+    # The thread comes from the sealed value: a click on an ephemeral does not name it.
+    inv = replace(inv, thread_ts=value.thread_ts or inv.thread_ts)
     SESSION_CLICKS[kind](inv, deps, value)

@@ -38,6 +38,6 @@ def show_session(inv: Invocation, deps: Deps, session_id: str) -> None:
             session,
             endpoints,
             now=datetime.now(UTC),
-            context=ButtonContext(inv.channel_id, inv.thread_ts),
+            context=ButtonContext(inv.channel_id, inv.thread_ts, deps.settings.approval_secret),
         )
     )

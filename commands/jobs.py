@@ -4,12 +4,15 @@ data (who, where, the response_url) and is rebuilt here with this process's clie
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
 
 from bot.deps import Deps
+from bot.slack.groups import RolesUnconfirmed
 from bot.slack.invocation import Invocation
 from bot.slack.views.errors import SORRY, render_error
+from bot.state.replays import first_delivery
 from commands.approval import (
     JOB_EXPIRE_REQUEST,
     JOB_FINISH_UPDATE,
@@ -24,6 +27,8 @@ from commands.recovery import recover_actions
 from commands.router import route, run_mention
 from commands.sessions import list_sessions
 
+log = logging.getLogger("ngrok_ops.jobs")
+
 JOB_COMMAND = "command"
 JOB_MENTION = "mention"
 JOB_SHORTCUT = "shortcut"
@@ -34,6 +39,10 @@ JOB_RECOVER = "recover_actions"
 def run_command(deps: Deps, payload: dict[str, Any]) -> None:
     """A slash command; its text was parsed once already to answer errors in the ack."""
     inv = Invocation.from_data(payload["inv"], deps.slack)
+    trigger_id = payload.get("trigger_id")
+    if not first_delivery(deps.store, "command", trigger_id):
+        log.warning("ignored a replayed slash command (trigger %s)", str(trigger_id)[:40])
+        return
     try:
         command = parse_command(str(payload.get("text") or ""))
     except ParseError as error:
@@ -51,9 +60,15 @@ def run_shortcut(deps: Deps, payload: dict[str, Any]) -> None:
     list_sessions(Invocation.from_data(payload["inv"], deps.slack), deps, SessionQuery())
 
 
-def tell_sorry(deps: Deps, payload: dict[str, Any]) -> None:
-    """An unexpected error in a job the user started: they still hear something."""
-    Invocation.from_data(payload["inv"], deps.slack).private(render_error(SORRY))
+def sorry_for(error: BaseException) -> str:
+    """The sentence for a job that failed: a known cause (Slack could not confirm a group
+    role) says itself, the rest is SORRY."""
+    return error.sentence if isinstance(error, RolesUnconfirmed) else SORRY
+
+
+def tell_sorry(deps: Deps, payload: dict[str, Any], error: Exception) -> None:
+    """A job the user started failed: they still hear something."""
+    Invocation.from_data(payload["inv"], deps.slack).private(render_error(sorry_for(error)))
 
 
 def register_jobs(deps: Deps) -> None:

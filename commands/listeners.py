@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 
 from bot.deps import Deps
 from bot.slack.blocks import value_of_action
+from bot.slack.buttons import click_origin
 from bot.slack.invocation import Invocation
 from bot.slack.views.errors import render_error
 from commands.grammar import ParseError, parse_command, strip_mention
@@ -44,7 +45,12 @@ def handle_slash_command(
         client=client,
         respond=respond,
     )
-    deps.jobs.submit(JOB_COMMAND, {"inv": inv.to_data(), "text": command.get("text") or ""})
+    payload = {
+        "inv": inv.to_data(),
+        "text": command.get("text") or "",
+        "trigger_id": command.get("trigger_id"),
+    }
+    deps.jobs.submit(JOB_COMMAND, payload)
 
 
 def handle_mention(
@@ -99,7 +105,7 @@ def click_invocation(body: dict[str, Any], respond: Respond, client: WebClient) 
     return Invocation(
         entry="action",
         user_id=(body.get("user") or {}).get("id", ""),
-        channel_id=(body.get("channel") or {}).get("id") or container.get("channel_id", ""),
+        channel_id=click_origin(body),
         thread_ts=container.get("thread_ts") or message.get("thread_ts"),
         client=client,
         respond=respond,

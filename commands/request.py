@@ -43,6 +43,7 @@ def request_action(inv: Invocation, deps: Deps, action: Action, session_id: str)
         ttl_seconds=ttl,
         kind="self" if mode == "self" else "ask",
         now=deps.clock(),
+        epoch=deps.store.epoch(),
     )
     inv.private(
         render_approval_prompt(

@@ -85,7 +85,7 @@ def list_sessions(inv: Invocation, deps: Deps, query: SessionQuery, *, cursor: s
     if not refusal.allowed:
         inv.private(render_error(refusal.reason))
         return
-    context = ButtonContext(inv.channel_id, inv.thread_ts)
+    context = ButtonContext(inv.channel_id, inv.thread_ts, deps.settings.approval_secret)
     try:
         matched = scan_sessions(deps, inv.channel_id, query)
     except NgrokError as error:

@@ -68,6 +68,7 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
         channel=claims.channel,
         thread_ts=claims.thread_ts,
         ttl_seconds=ttl,
+        epoch=deps.store.epoch(),
         kind="two-person",
         request_id=request.id,
         now=deps.clock(),
@@ -122,9 +123,11 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
     if request is None:
         return
     withdrawing = not approve and inv.user_id == claims.requester
+    requester_roles = deps.roles(claims.requester) if approve else None
     if not withdrawing and not may_click(
-        inv, deps, claims, mode="two-person", account=request.account
-    ):
+        inv, deps, claims, mode="two-person", account=request.account,
+        requester_roles=requester_roles,
+    ):  # fmt: skip
         return
     won = deps.store.transition_request(
         request.id, expect_state="requested", new_state="running" if approve else "denied",

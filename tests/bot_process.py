@@ -183,7 +183,7 @@ class SlackSender:
                 "api_app_id": "A111",
                 "is_enterprise_install": "false",
                 "response_url": response_url,
-                "trigger_id": "111.222.xxx",
+                "trigger_id": f"{int(time.time())}.{uuid.uuid4().hex[:12]}",  # one per command
             }
         )
 

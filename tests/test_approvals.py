@@ -34,6 +34,7 @@ def issue(**overrides):
         "channel": "C0123456789",
         "thread_ts": "1760000000.123456",
         "ttl_seconds": 600,
+        "epoch": "E0",
         "now": NOW,
     }
     args.update(overrides)
@@ -67,6 +68,7 @@ def test_round_trip_keeps_every_claim():
         nonce=claims.nonce,
         kind="two-person",
         request_id="req-42",
+        epoch="E0",
     )
     assert verify_token(token, secret=SECRET, now=NOW + 599) == claims
 
@@ -248,14 +250,14 @@ def test_an_approval_is_consumed_once_across_store_instances(tmp_path):
     first = open_store(redis_url=None, sqlite_path=path)
     second = open_store(redis_url=None, sqlite_path=path)
     try:
-        token, _ = issue(ttl_seconds=600)
+        token, _ = issue(ttl_seconds=600, epoch=first.epoch())
         claims = verify_token(token, secret=SECRET, now=NOW)
         assert consume_approval(first, claims, now=NOW) is True
         assert consume_approval(second, claims, now=NOW) is False
         assert (
             consume_approval(first, verify_token(token, secret=SECRET, now=NOW), now=NOW) is False
         )
-        _, fresh = issue()
+        _, fresh = issue(epoch=second.epoch())
         assert consume_approval(second, fresh, now=NOW) is True
     finally:
         first.close()

@@ -168,30 +168,34 @@ def test_text_length_counts_nested_texts():
 # --- button values ---------------------------------------------------------------------------
 
 
+KEY = b"blocks-test-button-key-0123456789"
+
+
 def test_button_value_round_trip_is_compact():
     value = ButtonValue("stop", SID, "C1", "1700.1")
-    encoded = encode_button_value(value)
-    assert json.loads(encoded) == {"op": "stop", "id": SID, "ch": "C1", "th": "1700.1"}
-    assert " " not in encoded
-    assert decode_button_value(encoded) == value
+    encoded = encode_button_value(value, key=KEY)
+    body, _, mac = encoded.rpartition(".")
+    assert json.loads(body) == {"op": "stop", "id": SID, "ch": "C1", "th": "1700.1"}
+    assert len(mac) == 22 and " " not in encoded
+    assert decode_button_value(encoded, key=KEY) == value
 
 
 def test_page_value_carries_query_and_cursor():
     value = ButtonValue("page", channel_id="C1", query="region=us 'prod'", cursor="https://x?y=1")
-    assert decode_button_value(encode_button_value(value)) == value
+    assert decode_button_value(encode_button_value(value, key=KEY), key=KEY) == value
 
 
 def test_button_value_for_uses_the_context():
-    raw = bk.button_value_for("details", SID, ButtonContext("C9", None))
-    assert decode_button_value(raw) == ButtonValue("details", SID, "C9")
+    raw = bk.button_value_for("details", SID, ButtonContext("C9", None, KEY))
+    assert decode_button_value(raw, key=KEY) == ButtonValue("details", SID, "C9")
 
 
 def test_encode_refuses_values_over_the_limit():
     value = ButtonValue("page", channel_id="C1", query="x" * 2000)
     with pytest.raises(ValueError, match="limit"):
-        encode_button_value(value)
+        encode_button_value(value, key=KEY)
     with pytest.raises(ValueError):
-        encode_button_value(ButtonValue("stop", SID, "C1", "1700.1"), limit=20)
+        encode_button_value(ButtonValue("stop", SID, "C1", "1700.1"), limit=20, key=KEY)
 
 
 @pytest.mark.parametrize(
@@ -215,8 +219,13 @@ def test_encode_refuses_values_over_the_limit():
     ],
 )
 def test_decode_rejects_malformed_values(raw):
+    """Malformed even when sealed with the right key, and refused unsealed."""
+    from bot.slack.buttons import seal
+
     with pytest.raises(ValueError):
-        decode_button_value(raw)
+        decode_button_value(seal(raw, KEY), key=KEY)
+    with pytest.raises(ValueError):
+        decode_button_value(raw, key=KEY)
 
 
 def test_value_of_action_reads_buttons_and_overflows():

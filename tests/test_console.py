@@ -41,7 +41,7 @@ from tests.test_views import API_SESSION
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-CTX = ButtonContext("C0CONSOLE")
+CTX = ButtonContext("C0CONSOLE", None, b"console-test-button-key-0123")
 ESCAPES = "\x1b[31mred\x1b[0m\x07\x08\u202eevil\x9b2J"
 
 

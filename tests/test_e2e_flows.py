@@ -22,6 +22,8 @@ from tests.e2e_fixtures import (
     wait_until,
 )
 
+BUTTON_KEY = b"e2e-approval-secret-0123456789abcdef"  # APPROVAL_SECRET in tests/e2e_fixtures.py
+
 
 @pytest.fixture
 def stack(stack_factory):
@@ -37,7 +39,7 @@ def test_slash_sessions_lists_the_fleet_escaped_with_working_buttons(stack):
     assert newest in text
     details = [b for b in buttons_in(body) if b["action_id"] == "ngrok_details"]
     assert details, "each session row offers Details"
-    value = decode_button_value(details[0]["value"])
+    value = decode_button_value(details[0]["value"], key=BUTTON_KEY)
     assert value.session_id == newest and value.channel_id == OPS
     key = stack.click(details[0])
     detail = stack.reply(key)
@@ -115,7 +117,7 @@ def test_expired_and_forged_tokens_are_refused(stack):
     secret = stack.bot.env["APPROVAL_SECRET"].encode()
     old, _ = issue_token(
         secret=secret, action="restart", targets=[sid], requester=ALICE, channel=OPS,
-        thread_ts=None, ttl_seconds=600, now=time.time() - 3600,
+        thread_ts=None, ttl_seconds=600, now=time.time() - 3600, epoch=None,
     )  # fmt: skip
     key = stack.click(
         {"action_id": "ngrok_approve", "text": {"type": "plain_text", "text": "A"}, "value": old}
@@ -123,7 +125,7 @@ def test_expired_and_forged_tokens_are_refused(stack):
     assert "expired" in texts_of(stack.reply(key)).lower()
     forged, _ = issue_token(
         secret=b"not-the-bot-secret-0123456789", action="restart", targets=[sid],
-        requester=ALICE, channel=OPS, thread_ts=None, ttl_seconds=600,
+        requester=ALICE, channel=OPS, thread_ts=None, ttl_seconds=600, epoch=None,
     )  # fmt: skip
     key = stack.click(
         {"action_id": "ngrok_approve", "text": {"type": "plain_text", "text": "A"}, "value": forged}
@@ -298,4 +300,4 @@ def test_the_restart_button_in_a_list_row_opens_the_prompt(stack):
     assert stack.sender.interactive(payload).status_code == 200
     prompt = stack.reply(url.rsplit("/", 1)[1])
     assert find_button(prompt, "ngrok_approve")
-    assert decode_button_value(restart["value"]).session_id in texts_of(prompt)
+    assert decode_button_value(restart["value"], key=BUTTON_KEY).session_id in texts_of(prompt)

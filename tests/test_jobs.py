@@ -50,11 +50,11 @@ def test_a_job_runs_and_a_failing_one_reports_to_its_error_handler(memory_jobs, 
         raise RuntimeError("boom")
 
     memory_jobs.register("ok", lambda payload: done.set())
-    memory_jobs.register("broken", broken, on_error=reported.append)
+    memory_jobs.register("broken", broken, on_error=lambda p, e: reported.append((p, str(e))))
     memory_jobs.submit("broken", {"who": "U1"})
     memory_jobs.submit("ok", {})
     assert memory_jobs.wait_idle(10)
-    assert done.is_set() and reported == [{"who": "U1"}]
+    assert done.is_set() and reported == [({"who": "U1"}, "boom")]
     assert "job broken failed" in caplog.text
 
 

@@ -385,3 +385,43 @@ def test_redis_audit_keeps_only_the_newest_rows(redis_url, monkeypatch):
         assert [row["ts"] for row in store.recent_audit(user_id="U1")] == [7, 6, 5]
     finally:
         store.close()
+
+
+def wipe(store_config) -> None:
+    """What a data loss leaves: an emptied Redis (restarted without persistence), or a new
+    SQLite file in place of the old one."""
+    if store_config["redis_url"]:
+        import redis
+
+        client = redis.Redis.from_url(store_config["redis_url"])
+        try:
+            client.flushall()
+        finally:
+            client.close()
+    else:
+        Path(store_config["sqlite_path"]).unlink()
+        for suffix in ("-wal", "-shm"):
+            Path(store_config["sqlite_path"] + suffix).unlink(missing_ok=True)
+
+
+def test_epoch_is_shared_and_stable_while_the_data_lasts(store, store_config):
+    first = store.epoch()
+    assert first and first == store.epoch()
+    other = open_store(**store_config)
+    try:
+        assert other.epoch() == first
+    finally:
+        other.close()
+
+
+def test_a_store_that_lost_its_data_has_a_new_epoch(store, store_config):
+    before = store.epoch()
+    assert store.consume_nonce("n-before-loss", ttl_seconds=60)
+    store.close()
+    wipe(store_config)
+    reopened = open_store(**store_config)
+    try:
+        assert reopened.epoch() != before
+        assert reopened.consume_nonce("n-before-loss", ttl_seconds=60)  # forgotten, as feared
+    finally:
+        reopened.close()

@@ -56,7 +56,8 @@ from bot.state.requests import TwoPersonRequest
 from commands.grammar import VERBS, help_lines
 
 NOW = datetime(2025, 9, 25, 22, 40, 0, tzinfo=UTC)
-CTX = ButtonContext("C0INCIDENT", "1700000000.000100")
+KEY = b"views-test-button-key-0123456789"
+CTX = ButtonContext("C0INCIDENT", "1700000000.000100", KEY)
 REQUESTER, APPROVER = "U0REQ1", "U0APP2"
 HOSTILE = "<!channel> & <@U123> <#C999> <https://evil.example|click> :tada: 🚀 `rm -rf` *b*"
 MARKUP = re.compile(r"<[^>]*>")
@@ -160,7 +161,7 @@ def request_ops(control):
         values = [o["value"] for o in control["options"]]
     else:
         values = [control["value"]]
-    return [decode_button_value(v).op for v in values]
+    return [decode_button_value(v, key=KEY).op for v in values]
 
 
 # --- session list ----------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def test_list_rows_carry_details_and_the_ops_the_agent_supports():
     assert ssh["type"] == "button" and ssh["style"] == "danger"
     assert request_ops(ssh) == ["stop"]
     actions = next(b for b in blocks if b.get("block_id") == "row1_actions")
-    details = decode_button_value(actions["elements"][0]["value"])
+    details = decode_button_value(actions["elements"][0]["value"], key=KEY)
     assert actions["elements"][0]["action_id"] == ACTION_DETAILS
     assert details == ButtonValue("details", sessions[1].id, CTX.channel_id, CTX.thread_ts)
 
@@ -258,12 +259,12 @@ def test_page_buttons_carry_query_cursor_and_thread():
     newer = next(b for b in blocks if b.get("block_id") == "page_newer")["elements"][0]
     older = next(b for b in blocks if b.get("block_id") == "page_older")["elements"][0]
     assert newer["action_id"] == older["action_id"] == ACTION_PAGE
-    value = decode_button_value(older["value"])
+    value = decode_button_value(older["value"], key=KEY)
     assert value.op == "page"
     assert value.query == "region=us os=linux version>=3.20 prod"
     assert value.cursor.startswith("https://api.ngrok.com/")
     assert (value.channel_id, value.thread_ts) == (CTX.channel_id, CTX.thread_ts)
-    assert decode_button_value(newer["value"]).cursor == ""
+    assert decode_button_value(newer["value"], key=KEY).cursor == ""
 
 
 def test_no_page_buttons_without_cursors():
@@ -296,7 +297,7 @@ def test_empty_page_still_offers_older_pages():
 
 def test_empty_account():
     page = SessionListPage(sessions=[], total_online=0)
-    message = render_session_list(page, now=NOW, context=ButtonContext("C1"))
+    message = render_session_list(page, now=NOW, context=ButtonContext("C1", key=KEY))
     assert_valid(message)
     assert "No agents are online" in all_text(message)
     assert "No agents are connected" in all_text(message)
@@ -397,7 +398,7 @@ def test_detail_offers_all_three_actions_on_linux():
     ops = op_sections(detail(make(0)))
     assert set(ops) == {"restart", "update", "stop"}
     for op, block in ops.items():
-        value = decode_button_value(block["accessory"]["value"])
+        value = decode_button_value(block["accessory"]["value"], key=KEY)
         assert value == ButtonValue(op, make(0).id, CTX.channel_id, CTX.thread_ts)
         assert block["accessory"]["action_id"] == ACTION_REQUEST
     assert ops["stop"]["accessory"]["style"] == "danger"

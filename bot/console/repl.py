@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import urllib.parse
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -94,7 +95,7 @@ class Console:
                 "user_id": self._where.user, "user_name": self._where.user.lower(),
                 "command": SLASH_COMMAND, "text": text, "api_app_id": "A0CONSOLE",
                 "response_url": self._slack.new_response_url(channel=self._where.channel),
-                "trigger_id": f"{time.time():.0f}.console",
+                "trigger_id": f"{time.time():.0f}.{uuid.uuid4().hex}",  # unique, as Slack's
             }
         )  # fmt: skip
         self._dispatch(body, "application/x-www-form-urlencoded")

@@ -64,6 +64,7 @@ class Settings:
     web_workers: int
     update_restart_delay: float
     group_cache_seconds: float
+    group_stale_seconds: float
     fleet_cache_seconds: float
     log_level: str
 
@@ -205,6 +206,7 @@ def load_settings(
         update_restart_delay=_number(env, "UPDATE_RESTART_DELAY", 15.0, 0.0, 600.0, problems),
         fleet_cache_seconds=_number(env, "FLEET_CACHE_SECONDS", 10.0, 0.0, 600.0, problems),
         group_cache_seconds=_number(env, "GROUP_CACHE_SECONDS", 60.0, 0.0, 3600.0, problems),
+        group_stale_seconds=_number(env, "GROUP_STALE_SECONDS", 300.0, 0.0, 86_400.0, problems),
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from bot.ngrok.models import ACTIONS, SESSION_ID_RE
+from bot.slack.buttons import check_origin, click_origin, seal, unseal
 from bot.slack.ids import CHANNEL_ID_RE, GROUP_ID_RE, THREAD_TS_RE, USER_ID_RE
 
 # Limits from Slack's Block Kit reference (see shared/reference/slack-platform.md §4).
@@ -318,6 +319,7 @@ class ButtonContext:
 
     channel_id: str
     thread_ts: str | None = None
+    key: bytes = field(default=b"", repr=False)  # seals the values (bot.slack.buttons)
 
 
 @dataclass(frozen=True)
@@ -336,21 +338,24 @@ _KEYS = {"op": "op", "session_id": "id", "channel_id": "ch", "thread_ts": "th"}
 _KEYS.update({"query": "q", "cursor": "cur"})
 
 
-def encode_button_value(value: ButtonValue, limit: int = MAX_BUTTON_VALUE) -> str:
-    """Compact JSON with empty fields left out, e.g. `{"op":"stop","id":"ts_…","ch":"C1"}`.
-    Raises ValueError when the result would not fit `limit` (150 for an overflow option)."""
+def encode_button_value(value: ButtonValue, limit: int = MAX_BUTTON_VALUE, *, key: bytes) -> str:
+    """Compact JSON with empty fields left out, sealed with `key`, e.g.
+    `{"op":"stop","id":"ts_…","ch":"C1"}.<mac>`. Raises ValueError when the result would not
+    fit `limit` (150 for an overflow option)."""
     _check_value(value)
     payload = {short: getattr(value, name) for name, short in _KEYS.items() if getattr(value, name)}
-    encoded = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    encoded = seal(json.dumps(payload, separators=(",", ":"), ensure_ascii=False), key)
     if len(encoded) > limit:
         raise ValueError(f"button value is {len(encoded)} characters; the limit is {limit}")
     return encoded
 
 
-def decode_button_value(raw: str) -> ButtonValue:
-    """The inverse of `encode_button_value`; ValueError on anything malformed or tampered."""
+def decode_button_value(raw: str, *, key: bytes) -> ButtonValue:
+    """The inverse of `encode_button_value`; ValueError on anything malformed or tampered
+    (ButtonRefused, a ValueError, when the seal does not match)."""
     if not isinstance(raw, str) or len(raw) > MAX_BUTTON_VALUE:
         raise ValueError("button value is not a string of at most 2000 characters")
+    raw = unseal(raw, key)
     try:
         payload = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -391,7 +396,16 @@ def button_value_for(
 ) -> str:
     """The value for a Details or Request control on one session."""
     value = ButtonValue(op, session_id, ctx.channel_id, ctx.thread_ts or "")
-    return encode_button_value(value, limit)
+    return encode_button_value(value, limit, key=ctx.key)
+
+
+def read_session_click(body: Mapping[str, Any], raw: str, *, key: bytes) -> ButtonValue:
+    """The value of a session-button click, if this installation sealed it and Slack's signed
+    payload says it was clicked in the channel the value names; else ButtonRefused (or
+    ValueError for a sealed but malformed value) whose sentence goes to the clicker."""
+    value = decode_button_value(raw, key=key)
+    check_origin(value.channel_id, click_origin(body))
+    return value
 
 
 def value_of_action(action: Mapping[str, Any]) -> str:

@@ -1,10 +1,13 @@
 """Signed, expiring, single-use approval tokens carried in Slack button values.
 
 A token says what was asked (action, target sessions), by whom and where (requester, channel,
-thread), when it was issued and until when it holds, plus a random nonce. Any process holding
-the secret can verify a click, so no state is needed until the click; then the nonce is
-consumed in the store, which makes a double click, a replayed payload or two processes handling
-the same click run the action exactly once.
+thread), when it was issued and until when it holds, the store's epoch, plus a random nonce.
+Any process holding the secret can verify a click, so no state is needed until the click; then
+the nonce is consumed in the store, which makes a double click, a replayed payload or two
+processes handling the same click run the action exactly once. The epoch is a random id the
+store creates when it is first initialised and keeps in itself: a store that lost its data (a
+Redis restarted without persistence) has forgotten its used nonces, but it also has a new
+epoch, so every token issued before the loss is refused instead of running a second time.
 
 Format: `v1.<base64url(claims JSON with short keys)>.<base64url(HMAC-SHA256)>`, unpadded, with
 the MAC over `v1.<payload>` so the version cannot be swapped. Slack button values hold at most
@@ -35,7 +38,11 @@ NONCE_GRACE_SECONDS = 300  # keep nonces past expiry, so clock skew between host
 _DERIVE_LABEL = b"ngrok-ops approval tokens v1"
 _TOKEN_SHAPE = re.compile(r"v[0-9]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
-TokenReason = Literal["malformed", "bad_signature", "expired"]
+TokenReason = Literal["malformed", "bad_signature", "expired", "reset"]
+RESET = (
+    "This approval was issued before the bot's state was reset, so nothing was done; "
+    "ask again for a new prompt."
+)
 
 
 class TokenError(ValueError):
@@ -65,6 +72,7 @@ class ApprovalClaims:
     nonce: str
     kind: str = "self"  # "self", "two-person", or another short label
     request_id: str | None = None
+    epoch: str | None = None  # the store's epoch at issue time (see the module docstring)
 
 
 def derive_secret(*, approval_secret: str | None, signing_secret: str) -> bytes:
@@ -94,11 +102,13 @@ def issue_token(
     channel: str,
     thread_ts: str | None,
     ttl_seconds: int,
+    epoch: str | None,
     kind: str = "self",
     request_id: str | None = None,
     now: float | None = None,
 ) -> tuple[str, ApprovalClaims]:
-    """Sign a fresh approval; raises ValueError when it would not fit a button value."""
+    """Sign a fresh approval; raises ValueError when it would not fit a button value.
+    `epoch` is `store.epoch()`; a token without one is never accepted at click time."""
     _require_key(secret)
     if isinstance(targets, str):
         raise ValueError("targets must be a sequence of session ids, not one string.")
@@ -116,6 +126,7 @@ def issue_token(
         nonce=secrets.token_urlsafe(16),
         kind=kind,
         request_id=request_id,
+        epoch=epoch,
     )
     _check_claims(claims)
     payload = _b64encode(json.dumps(_to_wire(claims), separators=(",", ":")).encode())
@@ -152,15 +163,30 @@ def verify_token(token: str, *, secret: bytes, now: float | None = None) -> Appr
     return claims
 
 
+def verify_current_token(
+    token: str, *, secret: bytes, store: Store, now: float | None = None
+) -> ApprovalClaims:
+    """`verify_token`, then refuse (reason "reset") a token issued under another epoch of the
+    store: its nonce may have been used and forgotten with the rest of the store's data."""
+    claims = verify_token(token, secret=secret, now=now)
+    if claims.epoch is None or claims.epoch != store.epoch():
+        raise TokenError("reset", RESET)
+    return claims
+
+
 def consume_approval(store: Store, claims: ApprovalClaims, *, now: float | None = None) -> bool:
     """Use a verified approval once: True for the first caller anywhere, False for the rest.
 
     The nonce is kept until well after the token expires, so it cannot be replayed while the
-    signature and expiry checks would still pass.
+    signature and expiry checks would still pass. The epoch is read again after the nonce is
+    claimed: a store emptied between the click's epoch check and the claim has forgotten the
+    nonce, and its new epoch says so.
     """
     current = time.time() if now is None else now
     ttl = max(1.0, claims.expires_at - current) + NONCE_GRACE_SECONDS
-    return store.consume_nonce(claims.nonce, ttl_seconds=ttl)
+    if not store.consume_nonce(claims.nonce, ttl_seconds=ttl):
+        return False
+    return claims.epoch is not None and claims.epoch == store.epoch()
 
 
 def _require_key(secret: bytes) -> None:
@@ -196,6 +222,8 @@ def _to_wire(claims: ApprovalClaims) -> dict[str, Any]:
         wire["h"] = claims.thread_ts
     if claims.request_id is not None:
         wire["q"] = claims.request_id
+    if claims.epoch is not None:
+        wire["p"] = claims.epoch
     return wire
 
 
@@ -219,6 +247,7 @@ def _from_wire(payload: str) -> ApprovalClaims:
             nonce=wire["n"],
             kind=wire["k"],
             request_id=wire.get("q"),
+            epoch=wire.get("p"),
         )
         _check_claims(claims)
     except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError):
@@ -233,9 +262,9 @@ def _check_claims(claims: ApprovalClaims) -> None:
         raise ValueError("action, requester, channel, nonce and kind must be non-empty strings.")
     if not all(isinstance(target, str) and target for target in claims.targets):
         raise ValueError("Every target must be a non-empty string.")
-    for optional in (claims.thread_ts, claims.request_id):
+    for optional in (claims.thread_ts, claims.request_id, claims.epoch):
         if optional is not None and not isinstance(optional, str):
-            raise ValueError("thread_ts and request_id must be strings or None.")
+            raise ValueError("thread_ts, request_id and epoch must be strings or None.")
     for stamp in (claims.issued_at, claims.expires_at):
         if isinstance(stamp, bool) or not isinstance(stamp, int):
             raise ValueError("issued_at and expires_at must be whole seconds.")

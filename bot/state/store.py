@@ -9,6 +9,7 @@ one state. Both give the same guarantees, and one test suite checks both.
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -34,6 +35,15 @@ class Store(Protocol):
 
         The nonce is remembered for at least `ttl_seconds` and may be forgotten after that, so
         the TTL must outlast the token that carries it.
+        """
+        ...
+
+    def epoch(self) -> str:
+        """A random id created the first time the store is used and kept in the store itself.
+
+        It stays the same for as long as the store keeps its data, across processes and
+        restarts; a store that lost its data (an emptied Redis, a deleted SQLite file) gets a
+        new one, which is how approvals issued before the loss are told apart.
         """
         ...
 
@@ -85,6 +95,11 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
         ...
+
+
+def new_epoch() -> str:
+    """A fresh store epoch: 72 random bits, 12 URL-safe characters (short, inside tokens)."""
+    return secrets.token_urlsafe(9)
 
 
 def check_ttl(ttl_seconds: float) -> float:

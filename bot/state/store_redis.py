@@ -27,6 +27,7 @@ from bot.state.store import (
     check_request_record,
     check_ttl,
     clamp_limit,
+    new_epoch,
     next_request_record,
 )
 
@@ -114,6 +115,18 @@ class RedisStore:
                 self._key("nonce", nonce), "1", nx=True, px=_millis(ttl_seconds)
             )
         return bool(claimed)
+
+    def epoch(self) -> str:
+        key = self._key("epoch")
+        with self._redis_errors():
+            # SET NX, then GET: whoever created it first wins. A FLUSHALL between the two
+            # leaves nothing to read, so try again (it creates the next epoch).
+            for _ in range(3):
+                self._client.set(key, new_epoch(), nx=True)
+                current = self._client.get(key)
+                if current:
+                    return str(current)
+        raise StoreError(f"Redis at {self._location} keeps losing the store's epoch.")
 
     def put_request(self, request_id: str, record: dict[str, Any], *, ttl_seconds: float) -> None:
         check_request_record(record)
@@ -209,6 +222,31 @@ class RedisStore:
     def ping(self) -> None:
         with self._redis_errors():
             self._client.ping()
+
+    def persistence_problem(self) -> str | None:
+        """Why this Redis may lose the store's data on a restart, or None when it persists.
+
+        Losing it voids open approvals (see bot.state.approvals, the epoch) but also forgets
+        requests and the audit trail. Managed Redis services often disable CONFIG; then the
+        answer says so instead of guessing.
+        """
+        try:
+            with self._redis_errors():
+                aof = self._client.config_get("appendonly").get("appendonly") or ""
+                rdb = self._client.config_get("save").get("save") or ""
+        except StoreUnavailable:
+            raise
+        except StoreError:
+            return (
+                "could not read the persistence settings (CONFIG is disabled here); make sure "
+                "this Redis keeps its data across restarts (appendonly yes, or RDB snapshots)"
+            )
+        if aof == "yes" or rdb.strip():
+            return None
+        return (
+            "persistence is off (appendonly no, no save rules), so a restart empties the store "
+            "and voids every open approval; turn on appendonly yes"
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -29,6 +29,7 @@ from bot.state.store import (
     check_request_record,
     check_ttl,
     clamp_limit,
+    new_epoch,
     next_request_record,
 )
 
@@ -36,6 +37,10 @@ BUSY_TIMEOUT_MS = 10_000
 PURGE_EVERY_SECONDS = 60.0
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS nonces (
     nonce TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
@@ -153,6 +158,15 @@ class SqliteStore:
             ).rowcount
             self._purge_expired(conn, now)
         return claimed == 1
+
+    def epoch(self) -> str:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('epoch', ?) ON CONFLICT (name) DO NOTHING",
+                (new_epoch(),),
+            )
+            row = conn.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()
+        return str(row[0])
 
     def put_request(self, request_id: str, record: dict[str, Any], *, ttl_seconds: float) -> None:
         check_request_record(record)

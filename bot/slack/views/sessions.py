@@ -149,7 +149,7 @@ def _page_buttons(page: SessionListPage, context: ButtonContext) -> list[dict[st
             "page", "", context.channel_id, context.thread_ts or "", page.query_text, cursor
         )
         try:
-            encoded = bk.encode_button_value(value)
+            encoded = bk.encode_button_value(value, key=context.key)
         except ValueError:
             return [
                 bk.context(
