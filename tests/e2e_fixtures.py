@@ -106,13 +106,6 @@ class Stack:
         posts = [r for r in self.ngrok.log() if r.method == "POST"]
         return [r for r in posts if session_id is None or session_id in r.path]
 
-    def prompt_for(
-        self, op: str, session_id: str, *, user: str = ALICE, channel: str = OPS
-    ) -> dict:
-        body = self.ask(f"{op} {session_id}", user=user, channel=channel)
-        assert find_button(body, "ngrok_approve") or True
-        return body
-
     def scan_for_unescaped_metadata(self) -> None:
         """The fleet's metadata holds `<!channel>`, `<@U123>` and `<#C042|ops>`; none of it may
         reach Slack unescaped, in any message of any test."""
