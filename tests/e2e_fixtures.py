@@ -19,7 +19,7 @@ import httpx
 import pytest
 from slack_sdk.models.blocks import Block
 
-from tests.bot_process import SIGNING_SECRET, BotProcess, SlackSender, find_button
+from tests.bot_process import SIGNING_SECRET, BotProcess, SlackSender
 from tests.servers.ngrok_api import NgrokApiServer
 from tests.servers.slack_api import SlackApiServer, SlackCall
 
