@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from slack_bolt import App, BoltResponse, Respond
 
@@ -24,8 +24,11 @@ class _SkipUnusedTokenWarning(logging.Filter):
         return "will be unused" not in record.getMessage()
 
 
-def create_app(deps: Deps, *, token_verification: bool = True) -> App:
-    """Builds the Bolt app with every listener registered in commands.register."""
+def create_app(
+    deps: Deps, *, token_verification: bool = True, listener_executor: Executor | None = None
+) -> App:
+    """Builds the Bolt app with every listener registered in commands.register.
+    `listener_executor` is the pool Bolt runs listeners on (tests pass one they can wait on)."""
     settings = deps.settings
     bolt_logger = logging.getLogger("ngrok_ops.bolt")
     if not any(isinstance(f, _SkipUnusedTokenWarning) for f in bolt_logger.filters):
@@ -34,9 +37,8 @@ def create_app(deps: Deps, *, token_verification: bool = True) -> App:
         signing_secret=settings.slack_signing_secret or None,
         client=deps.slack,
         token_verification_enabled=token_verification,
-        listener_executor=ThreadPoolExecutor(
-            max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener"
-        ),
+        listener_executor=listener_executor
+        or ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener"),
         logger=bolt_logger,
     )
     commands.register(app, deps)
