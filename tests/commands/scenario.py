@@ -168,7 +168,7 @@ def scenario_factory(
         app = create_app(deps, listener_executor=listeners)
         bot = InProcessBot(bot_env, deps, out, caplog)
         sender = InProcessSender(app, deps, listeners)
-        stack = Stack(ngrok_server, slack_server, bot, sender, secrets_of(bot_env, slack_server))  # type: ignore[arg-type]
+        stack = Stack(ngrok_server, slack_server, bot, sender, secrets_of(bot_env, slack_server))
         built.append((stack, deps, listeners))
         return stack
 
@@ -188,8 +188,8 @@ def stack(scenario_factory: Callable[..., Stack]) -> Stack:
 
 
 def deps_of(stack: Stack) -> Deps:
-    return stack.bot.deps  # type: ignore[attr-defined,no-any-return]
+    return stack.bot.deps
 
 
 def clock_of(stack: Stack) -> FakeClock:
-    return deps_of(stack).clock  # type: ignore[return-value]
+    return deps_of(stack).clock
