@@ -79,3 +79,5 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     root.setLevel(level)
     # httpx logs every request at INFO; the ngrok client logs what matters itself.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    # huey logs two lines per job at INFO; failures reach the log as `job … failed` anyway.
+    logging.getLogger("huey").setLevel(max(logging.WARNING, root.level))

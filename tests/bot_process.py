@@ -157,14 +157,24 @@ class SlackSender:
         self.team_id = team_id
         self.http = httpx.Client(timeout=10)
 
-    def post(
+    def headers(
         self, body: str, content_type: str, *, timestamp: int | None = None, sign: bool = True
-    ) -> httpx.Response:
+    ) -> dict[str, str]:
+        """The headers Slack sends with `body`, signed with the signing secret."""
         ts = str(int(time.time()) if timestamp is None else timestamp)
         headers = {"content-type": content_type, "x-slack-request-timestamp": ts}
         if sign:
             headers["x-slack-signature"] = self.verifier.generate_signature(timestamp=ts, body=body)
+        return headers
+
+    def send(self, body: str, headers: dict[str, str]) -> httpx.Response:
         return self.http.post(self.url, content=body.encode(), headers=headers)
+
+    def post(
+        self, body: str, content_type: str, *, timestamp: int | None = None, sign: bool = True
+    ) -> httpx.Response:
+        headers = self.headers(body, content_type, timestamp=timestamp, sign=sign)
+        return self.send(body, headers)
 
     def command_body(
         self, text: str, *, user: str, channel: str, response_url: str, command: str = "/ngrok"

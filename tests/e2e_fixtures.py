@@ -1,14 +1,14 @@
-"""The whole stack for end-to-end tests: local ngrok API, local Slack API, the bot process.
+"""The whole stack: local ngrok API, local Slack API, and the bot.
 
 `stack_factory(config=..., env=...)` starts the bot from the Procfile's `web:` command with
 SLACK_API_URL and NGROK_API_URL pointed at the stand-ins; `Stack` sends signed requests and
-waits for what the bot posts back.
+waits for what the bot posts back. The in-process scenarios (tests/commands/scenario.py)
+drive the same `Stack` with the bot built in the test's own process.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +19,7 @@ import httpx
 import pytest
 from slack_sdk.models.blocks import Block
 
-from tests.bot_process import SIGNING_SECRET, BotProcess, SlackSender, find_button
+from tests.bot_process import SIGNING_SECRET, BotProcess, SlackSender
 from tests.servers.ngrok_api import NgrokApiServer
 from tests.servers.slack_api import SlackApiServer, SlackCall
 
@@ -118,13 +118,6 @@ class Stack:
         posts = [r for r in self.ngrok.log() if r.method == "POST"]
         return [r for r in posts if session_id is None or session_id in r.path]
 
-    def prompt_for(
-        self, op: str, session_id: str, *, user: str = ALICE, channel: str = OPS
-    ) -> dict:
-        body = self.ask(f"{op} {session_id}", user=user, channel=channel)
-        assert find_button(body, "ngrok_approve") or True
-        return body
-
     def scan_for_unescaped_metadata(self) -> None:
         """The fleet's metadata holds `<!channel>`, `<@U123>` and `<#C042|ops>`; none of it may
         reach Slack unescaped, in any message of any test."""
@@ -187,8 +180,36 @@ def texts_of(body: dict) -> str:
     return body.get("text", "") + " " + json.dumps(body.get("blocks") or [])
 
 
-def token_shaped(text: str) -> bool:
-    return bool(re.search(r"xox[bp]-|xapp-", text))
+def bot_env_for(
+    ngrok_server: NgrokApiServer,
+    slack_server: SlackApiServer,
+    state_dir: Path,
+    *,
+    ngrok_key: str = NGROK_KEY,
+    env: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The bot's environment for a stack: the stand-ins' URLs, quick delays, a state file."""
+    slack_server.set_usergroup("S0ONCALL", ["U0DAVE"])
+    return {
+        "SLACK_BOT_TOKEN": slack_server.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack_server.base_url,
+        "NGROK_API_KEY": ngrok_key,
+        "NGROK_API_URL": ngrok_server.base_url,
+        "STATE_PATH": str(state_dir / "state.sqlite3"),
+        "UPDATE_RESTART_DELAY": "0.3",
+        "GROUP_CACHE_SECONDS": "0",
+        "APPROVAL_SECRET": "e2e-approval-secret-0123456789abcdef",
+        **(env or {}),
+    }
+
+
+def secrets_of(bot_env: dict[str, str], slack_server: SlackApiServer) -> list[str]:
+    """Every secret a stack's bot knows: none may appear in a log or a Slack call."""
+    return [
+        slack_server.bot_token, slack_server.app_token, SIGNING_SECRET, bot_env["NGROK_API_KEY"],
+        bot_env["APPROVAL_SECRET"],
+    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -208,31 +229,16 @@ def stack_factory(
             **{"sessions": 30, "restart_delay": 0.1, "api_key": NGROK_KEY, **(ngrok or {})}
         )
         slack_server = slack_api_factory(**(slack or {}))
-        slack_server.set_usergroup("S0ONCALL", ["U0DAVE"])
-        bot_env = {
-            "SLACK_BOT_TOKEN": slack_server.bot_token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack_server.base_url,
-            "NGROK_API_KEY": NGROK_KEY,
-            "NGROK_API_URL": ngrok_server.base_url,
-            "STATE_PATH": str(tmp_path / "state.sqlite3"),
-            "UPDATE_RESTART_DELAY": "0.3",
-            "GROUP_CACHE_SECONDS": "0",
-            "APPROVAL_SECRET": "e2e-approval-secret-0123456789abcdef",
-        }
+        bot_env = bot_env_for(ngrok_server, slack_server, tmp_path, env=env)
         if config is not None:
             (tmp_path / "config.yml").write_text(config)
             bot_env["BOT_CONFIG"] = str(tmp_path / "config.yml")
         if kind == "worker":
             bot_env["SLACK_APP_TOKEN"] = slack_server.app_token
-        bot_env.update(env or {})
         bot = BotProcess(bot_env, kind=kind, log_dir=tmp_path)
         bots.append(bot)
         bot.start(wait_healthy=kind == "web")
-        secrets = [
-            slack_server.bot_token, slack_server.app_token, SIGNING_SECRET, NGROK_KEY,
-            bot_env["APPROVAL_SECRET"],
-        ]  # fmt: skip
+        secrets = secrets_of(bot_env, slack_server)
         stack = Stack(ngrok_server, slack_server, bot, SlackSender(bot.events_url), secrets)
         stacks.append(stack)
         return stack

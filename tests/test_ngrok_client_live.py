@@ -3,12 +3,11 @@ filters, each error class, TLS and redaction."""
 
 import logging
 import time
-from datetime import datetime
 
 import httpx
 import pytest
 
-from bot.ngrok.cel import SessionFilter
+from bot.ngrok.cel import SessionFilter, cel_string
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.errors import (
     AgentFailed,
@@ -189,30 +188,30 @@ def test_filters_select_the_right_subset_across_pages(ngrok_api_factory, keeps_f
     assert all(g.query["filter"] == [flt.to_cel()] for g in gets)
 
 
-def test_time_credential_and_metadata_filters(ngrok_api_factory):
+def test_raw_cel_on_time_credential_and_metadata(ngrok_api_factory):
     server = ngrok_api_factory(sessions=80)
     sessions = [server.session(sid) for sid in server.session_ids()]
     middle = sessions[40]["started_at"]
-    cutoff = datetime.fromisoformat(middle.replace("Z", "+00:00"))
+    stamp = f"timestamp({cel_string(middle)})"
     cred = sessions[5]["credential"]["id"]
     meta = next(s["metadata"] for s in sessions if '"' in s.get("metadata", ""))
     cases = [
-        (SessionFilter(started_before=cutoff), lambda s: s["started_at"] < middle),
-        (SessionFilter(started_after=cutoff), lambda s: s["started_at"] > middle),
-        (SessionFilter(credential_ids=(cred,)), lambda s: s["credential"]["id"] == cred),
-        (SessionFilter(metadata=(meta,)), lambda s: s.get("metadata") == meta),
+        (f"obj.started_at < {stamp}", lambda s: s["started_at"] < middle),
+        (f"obj.started_at > {stamp}", lambda s: s["started_at"] > middle),
+        (f"obj.credential.id == {cel_string(cred)}", lambda s: s["credential"]["id"] == cred),
+        (f"obj.metadata == {cel_string(meta)}", lambda s: s.get("metadata") == meta),
     ]
     with client_for(server) as client:
-        for flt, predicate in cases:
+        for cel, predicate in cases:
             expected = matching(server, predicate)
-            assert expected, flt
-            assert [s.id for s in client.iter_sessions(filter=flt.to_cel())] == expected
+            assert expected, cel
+            assert [s.id for s in client.iter_sessions(filter=cel)] == expected
 
 
 @pytest.mark.parametrize(
     "flt",
     [
-        SessionFilter(metadata=(HOSTILE,)),
+        SessionFilter(agent_versions=(HOSTILE,)),
         SessionFilter(regions=(HOSTILE, 'us"]  || true || obj.region in ["')),
         SessionFilter(ips=("\\",), oses=('"',)),
     ],

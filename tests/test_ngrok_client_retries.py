@@ -175,11 +175,15 @@ def test_retry_after_beyond_the_budget_gives_up_at_once():
 
 def test_every_attempt_takes_a_pacer_slot():
     clock = FakeClock()
-    pacer = Pacer(max_requests=1000, per_seconds=1000.0, clock=clock, sleep=clock.sleep)
+    pacer = Pacer(max_requests=3, per_seconds=1000.0, clock=clock, sleep=clock.sleep)
     script = Script(err(500), err(500), SESSION)
     with make_client(script, clock, pacer=pacer) as client:
         client.get_session("ts_1")
-    assert pacer.used() == 3
+    assert len(script.requests) == 3
+    backoffs = len(clock.sleeps)
+    with pacer.slot():  # the three attempts filled the window of three
+        pass
+    assert len(clock.sleeps) == backoffs + 1 and clock.sleeps[-1] > 900
 
 
 MAY_HAVE_BEEN_APPLIED = [

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 
-# CEL field for each SessionFilter field. `obj.credential.id` is the documented shape of the Ref,
-# but the live API's syntax for credential is unverified (reference §5).
+# CEL field for each SessionFilter field.
 FIELD_PATHS = {
     "regions": "obj.region",
     "oses": "obj.os",
     "agent_versions": "obj.agent_version",
     "ips": "obj.ip",
-    "metadata": "obj.metadata",
-    "credential_ids": "obj.credential.id",
 }
 
 _SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -38,13 +34,6 @@ def _escape_char(char: str) -> str:
 def cel_string(value: str) -> str:
     """A double-quoted CEL string literal whose value is exactly `value`."""
     return '"' + "".join(_escape_char(char) for char in value) + '"'
-
-
-def cel_timestamp(moment: datetime) -> str:
-    """`timestamp("…Z")` in UTC; a naive datetime is taken to be UTC already."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    text = aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return f"timestamp({cel_string(text)})"
 
 
 def _one_of(path: str, values: tuple[str, ...]) -> str:
@@ -70,10 +59,6 @@ class SessionFilter:
     oses: tuple[str, ...] = ()
     agent_versions: tuple[str, ...] = ()
     ips: tuple[str, ...] = ()
-    metadata: tuple[str, ...] = ()
-    credential_ids: tuple[str, ...] = ()
-    started_before: datetime | None = None
-    started_after: datetime | None = None
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -87,8 +72,4 @@ class SessionFilter:
             for name, path in FIELD_PATHS.items()
             if getattr(self, name)
         ]
-        if self.started_before is not None:
-            clauses.append(f"obj.started_at < {cel_timestamp(self.started_before)}")
-        if self.started_after is not None:
-            clauses.append(f"obj.started_at > {cel_timestamp(self.started_after)}")
         return " && ".join(clauses) or None

@@ -160,13 +160,6 @@ class Pacer:
         finally:
             self._release()
 
-    def used(self) -> int:
-        """Requests counted in the current window (in flight or recently finished)."""
-        with self._lock:
-            now = self._clock()
-            recent = sum(1 for t in self._finished if t + self.per_seconds > now)
-            return self._running + recent
-
 
 _SHARED: dict[str, Pacer] = {}
 _SHARED_LOCK = threading.Lock()
@@ -187,12 +180,6 @@ def shared_pacer(api_key: str, **kwargs: Any) -> Pacer:
             pacer = Pacer(**kwargs)
             _SHARED[fingerprint] = pacer
         return pacer
-
-
-def forget_shared_pacers() -> None:
-    """Drops every shared Pacer; for tests that must not inherit another test's window."""
-    with _SHARED_LOCK:
-        _SHARED.clear()
 
 
 @dataclass(frozen=True)
