@@ -14,6 +14,8 @@ ACTION_HANDLERS = {
     ids.ACTION_DETAILS: listeners.handle_details,
     ids.ACTION_REQUEST: listeners.handle_request,
     ids.ACTION_PAGE: listeners.handle_page,
+    ids.ACTION_EXPORT: listeners.handle_export,
+    ids.ACTION_SHARE: listeners.handle_share,
     ids.ACTION_APPROVE: listeners.handle_approve,
     ids.ACTION_CANCEL: listeners.handle_cancel,
     ids.ACTION_ASK_APPROVAL: listeners.handle_ask_approval,

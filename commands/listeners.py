@@ -19,15 +19,22 @@ from slack_sdk import WebClient
 from bot.deps import Deps
 from bot.ngrok.models import as_action
 from bot.slack.blocks import ButtonValue, decode_button_value, value_of_action
-from bot.slack.invocation import Invocation
+from bot.slack.invocation import Invocation, Placeholder
 from bot.slack.views.errors import SORRY, render_error
 from commands.approval import INVALID_BUTTON
 from commands.approve import approve_own_request, cancel_request
 from commands.details import show_session
-from commands.grammar import ParseError, SessionQuery, parse_command, strip_mention
+from commands.grammar import (
+    Help,
+    ListSessions,
+    ParseError,
+    SessionQuery,
+    parse_command,
+    strip_mention,
+)
 from commands.request import request_action
-from commands.router import route, run_mention
-from commands.sessions import list_sessions, turn_page
+from commands.router import route, run_mention, working_message
+from commands.sessions import export_sessions, share_list, turn_page
 from commands.two_person import ask_for_approval, decide
 
 log = logging.getLogger("ngrok_ops.listeners")
@@ -52,7 +59,12 @@ def handle_slash_command(
     except ParseError as error:
         ack(**render_error(error.message, error.usage))
         return
-    ack()
+    # The ack itself says the bot is on it; the answer replaces it through the response_url.
+    placeholder = Placeholder("none" if isinstance(parsed, Help) else "ack")
+    if placeholder.shown == "ack":
+        ack(**working_message(parsed))
+    else:
+        ack()
     inv = Invocation(
         entry="command",
         user_id=command["user_id"],
@@ -60,6 +72,7 @@ def handle_slash_command(
         thread_ts=None,
         client=client,
         respond=respond,
+        placeholder=placeholder,
     )
     run_later(inv, deps, route, parsed)
 
@@ -102,7 +115,7 @@ def handle_thread_shortcut(
         client=client,
         respond=respond,
     )
-    run_later(inv, deps, list_sessions, SessionQuery())
+    run_later(inv, deps, route, ListSessions(SessionQuery()))
 
 
 # --- buttons -----------------------------------------------------------------------------------
@@ -183,6 +196,18 @@ def open_page(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
     turn_page(inv, deps, value.query, value.cursor)
 
 
+def open_export(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
+    export_sessions(inv, deps, value.query)
+
+
+def open_share(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
+    """Post to channel: a list page (op "page") or one agent's details."""
+    if value.op == "page":
+        share_list(inv, deps, value.query, value.cursor)
+    else:
+        show_session(inv, deps, value.session_id, shared=True)
+
+
 def approve_two_person(inv: Invocation, deps: Deps, token: str) -> None:
     decide(inv, deps, token, approve=True)
 
@@ -210,6 +235,20 @@ def handle_page(
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
     _session_click(open_page, ack, body, action, respond, client, deps)
+
+
+def handle_export(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+    client: WebClient, *, deps: Deps,
+) -> None:  # fmt: skip
+    _session_click(open_export, ack, body, action, respond, client, deps)
+
+
+def handle_share(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+    client: WebClient, *, deps: Deps,
+) -> None:  # fmt: skip
+    _session_click(open_share, ack, body, action, respond, client, deps)
 
 
 def handle_approve(

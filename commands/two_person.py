@@ -10,10 +10,10 @@ from __future__ import annotations
 from bot.deps import Deps
 from bot.policy import may_request
 from bot.slack.invocation import Invocation
-from bot.slack.views.approvals import TwoPersonState, render_two_person_request
+from bot.slack.views.approvals import TwoPersonState, render_two_person_request, used_sentence
 from bot.slack.views.errors import render_error
 from bot.slack.views.follow_ups import render_approval_requested
-from bot.state.approvals import ApprovalClaims, consume_approval, issue_token
+from bot.state.approvals import ApprovalClaims, consume_approval, how_used, issue_token
 from bot.state.requests import TwoPersonRequest
 from commands.approval import (
     audit_fields,
@@ -45,8 +45,9 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
     if found is None:
         return
     account, _, session = found
-    if not consume_approval(deps.store, claims, now=deps.clock()):
-        inv.private(render_error("This request was already sent for approval."))
+    if not consume_approval(deps.store, claims, now=deps.clock(), use="sent"):
+        used = how_used(deps.store, claims)
+        inv.private(render_error(used_sentence(action, session_id, used)))
         return
     ttl = deps.config.approval_ttl_seconds
     request = TwoPersonRequest(

@@ -44,6 +44,10 @@ approval_ttl: 10m
 """
 
 
+def _is_working(body: dict) -> bool:
+    return any(b.get("block_id") == "working" for b in body.get("blocks") or [])
+
+
 def validate_message(body: dict) -> None:
     """Every block the bot sends must parse with slack_sdk's models and validate."""
     for raw in body.get("blocks") or []:
@@ -70,8 +74,12 @@ class Stack:
         return response, url.rsplit("/", 1)[1]
 
     def reply(self, key: str, count: int = 1, timeout: float = 15.0) -> dict:
-        """The `count`-th message posted to a response_url, validated."""
-        calls = self.slack.wait_for("response_url", count, key=key, timeout=timeout)
+        """The `count`-th answer posted to a response_url, validated; "working…"
+        placeholders (block_id `working`) are not answers and are skipped."""
+        calls = self.slack.wait_for(
+            "response_url", count, key=key, timeout=timeout,
+            predicate=lambda c: not _is_working(c.body),
+        )  # fmt: skip
         body = calls[count - 1].body
         validate_message(body)
         return body

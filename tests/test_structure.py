@@ -49,6 +49,10 @@ SCOPES_BY_METHOD = {
     "chat_postEphemeral": {"chat:write"},
     "chat_update": {"chat:write"},
     "chat_getPermalink": set(),
+    "chat_delete": {"chat:write"},
+    "files_upload_v2": {"files:write"},  # files.getUploadURLExternal + completeUploadExternal
+    "views_open": set(),  # needs only the trigger_id of a click
+    "conversations_info": {"channels:read", "groups:read"},
     "usergroups_users_list": {"usergroups:read"},
 }
 REQUIRED_SCOPES = {"commands", "chat:write", "chat:write.public", "app_mentions:read"}

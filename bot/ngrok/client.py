@@ -134,16 +134,27 @@ class NgrokClient:
         return self._session_page(self._get_json(self._next_uri(page.next_page_uri, filter)))
 
     def iter_sessions(
-        self, *, filter: str | None = None, page_size: int = 100
+        self,
+        *,
+        filter: str | None = None,
+        page_size: int = 100,
+        on_page: Callable[[int], None] | None = None,
     ) -> Iterator[TunnelSession]:
-        """Every online session matching `filter`, newest first, paging as it goes."""
+        """Every online session matching `filter`, newest first, paging as it goes.
+        `on_page(n)` is called before page n is fetched (1, 2, …), to report progress."""
+        if on_page is not None:
+            on_page(1)
         page: SessionPage | None = self.list_sessions_page(limit=page_size, filter=filter)
         seen_uris: set[str] = set()
+        number = 1
         while page is not None:
             yield from page.sessions
             if page.next_page_uri in seen_uris:
                 raise Unavailable("The ngrok API sent the same next page twice; stopped paging.")
             seen_uris.add(page.next_page_uri or "")
+            if on_page is not None and page.next_page_uri and page.sessions:
+                number += 1
+                on_page(number)
             page = self.next_sessions_page(page, filter=filter)
 
     def get_session(self, session_id: str) -> TunnelSession:

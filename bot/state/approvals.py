@@ -152,15 +152,37 @@ def verify_token(token: str, *, secret: bytes, now: float | None = None) -> Appr
     return claims
 
 
-def consume_approval(store: Store, claims: ApprovalClaims, *, now: float | None = None) -> bool:
+Use = Literal["approved", "cancelled", "sent"]
+USES: tuple[Use, ...] = ("approved", "cancelled", "sent")
+
+
+def consume_approval(
+    store: Store, claims: ApprovalClaims, *, now: float | None = None, use: Use = "approved"
+) -> bool:
     """Use a verified approval once: True for the first caller anywhere, False for the rest.
 
     The nonce is kept until well after the token expires, so it cannot be replayed while the
-    signature and expiry checks would still pass.
+    signature and expiry checks would still pass. The winner also records what the token
+    was used for (approved, cancelled, sent for approval), so a later click on another
+    button of the same prompt can say what happened (`how_used`).
     """
     current = time.time() if now is None else now
     ttl = max(1.0, claims.expires_at - current) + NONCE_GRACE_SECONDS
-    return store.consume_nonce(claims.nonce, ttl_seconds=ttl)
+    won = store.consume_nonce(claims.nonce, ttl_seconds=ttl)
+    if won:
+        store.put_request(_use_key(claims), {"state": use}, ttl_seconds=ttl)
+    return won
+
+
+def how_used(store: Store, claims: ApprovalClaims) -> Use | None:
+    """What a consumed token was used for; None when unknown (a race, or forgotten)."""
+    record = store.get_request(_use_key(claims))
+    state = record.get("state") if record else None
+    return next((u for u in USES if u == state), None)
+
+
+def _use_key(claims: ApprovalClaims) -> str:
+    return f"use:{claims.nonce}"
 
 
 def _require_key(secret: bytes) -> None:

@@ -209,3 +209,30 @@ def render_two_person_request(
 def render_cancelled() -> dict[str, Any]:
     text = "Cancelled; nothing was changed."
     return bk.message(text, [bk.section(text)])
+
+
+def used_sentence(op: Action, session_id: str, use: str | None) -> str:
+    """Why a prompt's button no longer works: what its token was already used for."""
+    if use == "cancelled":
+        return (
+            f"This {op} was cancelled, so it will not run. Ask again with `{op} {session_id}` "
+            "for a new prompt."
+        )
+    if use == "sent":
+        return (
+            f"This {op} was sent to a second person for approval; follow the request in the "
+            "channel, or withdraw it there."
+        )
+    return f"This {op} was already approved once; it does not run twice."
+
+
+def cancel_too_late_sentence(use: str | None) -> str:
+    """Cancel on a prompt whose token was already used."""
+    if use == "cancelled":
+        return "This request was already cancelled; nothing to cancel."
+    if use == "sent":
+        return (
+            "This request was already sent for approval; nothing to cancel here. Withdraw it "
+            "on the request in the channel."
+        )
+    return "This request was already approved; nothing to cancel."
