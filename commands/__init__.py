@@ -31,3 +31,4 @@ def register(app: App, deps: Deps) -> None:
     app.shortcut(ids.SHORTCUT_THREAD_SESSIONS)(partial(listeners.handle_thread_shortcut, deps=deps))
     for action_id, handler in ACTION_HANDLERS.items():
         app.action(action_id)(partial(handler, deps=deps))
+    app.view(ids.VIEW_DECISION_REASON)(partial(listeners.handle_reason_submission, deps=deps))

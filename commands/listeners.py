@@ -9,6 +9,7 @@ and thread in their value and approval buttons in their signed token.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from bot.deps import Deps
 from bot.ngrok.models import as_action
 from bot.slack.blocks import ButtonValue, decode_button_value, value_of_action
 from bot.slack.invocation import Invocation, Placeholder
+from bot.slack.views.approvals import REASON_ACTION, REASON_BLOCK
 from bot.slack.views.errors import SORRY, render_error
 from commands.approval import INVALID_BUTTON
 from commands.approve import approve_own_request, cancel_request
@@ -35,7 +37,7 @@ from commands.grammar import (
 from commands.request import request_action
 from commands.router import route, run_mention, working_message
 from commands.sessions import export_sessions, share_list, turn_page
-from commands.two_person import ask_for_approval, decide
+from commands.two_person import ask_for_approval, ask_reason, decide, deny_with_reason
 
 log = logging.getLogger("ngrok_ops.listeners")
 
@@ -212,10 +214,6 @@ def approve_two_person(inv: Invocation, deps: Deps, token: str) -> None:
     decide(inv, deps, token, approve=True)
 
 
-def deny_two_person(inv: Invocation, deps: Deps, token: str) -> None:
-    decide(inv, deps, token, approve=False)
-
-
 def handle_details(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
@@ -283,4 +281,33 @@ def handle_two_person_deny(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _token_click(deny_two_person, ack, body, action, respond, client, deps)
+    """Deny (or withdraw): the job opens the reason modal with this click's trigger_id."""
+    ack()
+    inv = click_invocation(body, respond, client)
+    run_later(inv, deps, ask_reason, value_of_action(action), str(body.get("trigger_id") or ""))
+
+
+# --- modals ------------------------------------------------------------------------------------
+
+
+def handle_reason_submission(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, *, deps: Deps
+) -> None:
+    """The reason modal of Deny / withdraw: closes at once, the decision runs as a job."""
+    ack()
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+        token, channel, thread = str(meta["t"]), str(meta["ch"]), str(meta.get("th") or "")
+    except (ValueError, KeyError, TypeError):
+        log.warning("rejected a reason modal with malformed private_metadata")
+        return
+    state = ((view.get("state") or {}).get("values") or {}).get(REASON_BLOCK) or {}
+    reason = str((state.get(REASON_ACTION) or {}).get("value") or "")
+    inv = Invocation(
+        entry="action",
+        user_id=(body.get("user") or {}).get("id", ""),
+        channel_id=channel,
+        thread_ts=thread or None,
+        client=client,
+    )
+    run_later(inv, deps, deny_with_reason, token, reason)

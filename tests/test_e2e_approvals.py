@@ -74,8 +74,18 @@ def test_deny_and_withdraw_change_nothing(stack_factory):
     sid = session_id_of("linux", stack.ngrok)
     request = request_two_person_stop(stack, sid)
     stack.click(find_button(request, "ngrok_tp_deny"), user=BOB, ephemeral=False)
+    view = stack.slack.wait_for("views.open")[0].body["view"]  # the reason modal
+    reason = {"reason": {"reason": {"type": "plain_text_input", "value": "not now"}}}
+    submission = {
+        "type": "view_submission", "user": {"id": BOB, "team_id": "T111"}, "api_app_id": "A111",
+        "team": {"id": "T111"}, "view": {**view, "id": "V1", "state": {"values": reason}},
+    }  # fmt: skip
+    assert stack.sender.interactive(submission).status_code == 200
     denied = stack.posted("chat.update", predicate=lambda c: "state_denied" in json.dumps(c.body))
     assert f"<@{BOB}>" in texts_of(denied[0].body)
+    assert "Reason: not now" in texts_of(denied[0].body)
+    told = stack.posted("chat.postMessage", predicate=lambda c: c.body["channel"] == ALICE)
+    assert "denied your request" in texts_of(told[0].body)
     later = stack.click(find_button(request, "ngrok_tp_approve"), user=CAROL, ephemeral=False)
     assert "already denied" in texts_of(stack.reply(later))
     assert stack.action_posts() == []

@@ -16,6 +16,7 @@ from commands.sessions import list_sessions
 from tests.e2e_fixtures import validate_message
 from tests.oncall_harness import (
     ALICE,
+    BOB,
     CLOSED,
     NGROK_KEY,
     OPS,
@@ -233,3 +234,84 @@ def test_approve_after_cancel_says_it_was_cancelled(make_harness):
         "for a new prompt."
     )
     assert not [r for r in h.ngrok.log() if r.method == "POST"]
+
+
+# --- 7. two-person requesters hear every outcome; reasons go into the record ---------------
+
+
+def _two_person_request(h: Harness) -> tuple[str, dict]:
+    sid = h.ngrok.session_ids()[0]
+    prompt = h.ask(f"stop {sid}")
+    h.click(button(prompt, ids.ACTION_ASK_APPROVAL))
+    request = next(c for c in h.posted("chat.postMessage") if c.body["channel"] == OPS).body
+    return sid, request
+
+
+def _dms_to(h: Harness, user: str) -> list[str]:
+    return [c.body["text"] for c in h.posted("chat.postMessage") if c.body["channel"] == user]
+
+
+def test_a_denial_asks_for_a_reason_records_it_and_tells_the_requester(make_harness):
+    h = make_harness()
+    sid, request = _two_person_request(h)
+    h.click(button(request, ids.ACTION_TWO_PERSON_DENY), user=BOB, ephemeral=False)
+    [opened] = h.posted("views.open")
+    view = opened.body["view"]
+    assert view["callback_id"] == ids.VIEW_DECISION_REASON and opened.body["trigger_id"]
+    assert view["title"]["text"] == "Deny request"
+    values = {
+        "reason": {"reason": {"type": "plain_text_input", "value": "Not during the deploy <!here>"}}
+    }
+    assert h.submit_view(view, values, user=BOB).status == 200
+    edited = h.posted("chat.update")[-1].body
+    validate_message(edited)
+    state = next(b for b in edited["blocks"] if b.get("block_id") == "state_denied")
+    assert state["text"]["text"] == (
+        f":no_entry_sign: Denied by <@{BOB}>; nothing was changed. "
+        "Reason: Not during the deploy &lt;!here&gt;"
+    )
+    [notice] = _dms_to(h, ALICE)
+    assert notice == f"Your request to stop {sid}: denied"
+    dm = next(c for c in h.posted("chat.postMessage") if c.body["channel"] == ALICE).body
+    assert "Reason: Not during the deploy &lt;!here&gt;" in texts(dm)
+    [denied] = [r for r in h.deps.store.recent_audit(limit=20) if r["event"] == "denied"]
+    assert denied["detail"] == "Not during the deploy <!here>" and denied["actor"] == BOB
+    assert not [r for r in h.ngrok.log() if r.method == "POST"]
+
+
+def test_the_requester_withdraws_with_a_reason(make_harness):
+    h = make_harness()
+    _, request = _two_person_request(h)
+    h.click(button(request, ids.ACTION_TWO_PERSON_DENY), user=ALICE, ephemeral=False)
+    view = h.posted("views.open")[0].body["view"]
+    assert view["title"]["text"] == "Withdraw request"
+    values = {"reason": {"reason": {"type": "plain_text_input", "value": "wrong agent"}}}
+    h.submit_view(view, values, user=ALICE)
+    edited = texts(h.posted("chat.update")[-1].body)
+    assert f"Withdrawn by <@{ALICE}>; nothing was changed. Reason: wrong agent" in edited
+    assert _dms_to(h, ALICE) == []  # they did it themselves
+    assert [
+        r["detail"] for r in h.deps.store.recent_audit(limit=20) if r["event"] == "withdrawn"
+    ] == ["wrong agent"]
+
+
+def test_an_approved_request_tells_the_requester_it_runs_and_how_it_ended(make_harness):
+    h = make_harness()
+    sid, request = _two_person_request(h)
+    h.click(button(request, ids.ACTION_TWO_PERSON_APPROVE), user=BOB, ephemeral=False)
+    assert _dms_to(h, ALICE) == [
+        f"Your request to stop {sid}: running",
+        f"Your request to stop {sid}: done",
+    ]
+
+
+def test_an_expired_request_tells_the_requester(make_harness):
+    from commands.approval import expire_request
+
+    h = make_harness()
+    sid, _ = _two_person_request(h)
+    [record] = [
+        r for r in h.deps.store.recent_audit(limit=20) if r["event"] == "approval_requested"
+    ]
+    expire_request(h.deps, record["request_id"])
+    assert _dms_to(h, ALICE) == [f"Your request to stop {sid}: expired"]

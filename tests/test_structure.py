@@ -160,6 +160,7 @@ def listener_inventory(app: App) -> list[tuple[str, object]]:
             "shortcut": lambda c: c["callback_id"],
             "action": lambda c: c["constraints"],
             "event": lambda c: c["event_type"],
+            "view_submission": lambda c: c["callback_id"],
         }[kind](constraints)
         inventory.append((kind, constraint))
     return inventory
@@ -223,7 +224,18 @@ def test_app_mention_is_subscribed_and_handled(app_and_servers):
 def test_only_known_listener_kinds_are_registered(app_and_servers):
     app, _, _ = app_and_servers
     kinds = sorted(kind for kind, _ in listener_inventory(app))
-    assert kinds == sorted(["command", "shortcut", "event", *["action"] * len(ids.ALL_ACTIONS)])
+    expected = ["command", "shortcut", "event", "view_submission"]
+    assert kinds == sorted([*expected, *["action"] * len(ids.ALL_ACTIONS)])
+
+
+def test_the_reason_modal_is_registered_under_its_callback_id(app_and_servers):
+    app, _, _ = app_and_servers
+    views = [c for kind, c in listener_inventory(app) if kind == "view_submission"]
+    assert views == [ids.VIEW_DECISION_REASON]
+    assert load_manifest()["settings"]["interactivity"]["is_enabled"] is True
+    view = {"type": "modal", "callback_id": ids.VIEW_DECISION_REASON}
+    body = {"type": "view_submission", "view": view}
+    assert matching_listeners(app, body) == 1
 
 
 def slack_methods_called() -> set[str]:

@@ -19,6 +19,7 @@ from bot.slack.ids import (
     ACTION_CANCEL,
     ACTION_TWO_PERSON_APPROVE,
     ACTION_TWO_PERSON_DENY,
+    VIEW_DECISION_REASON,
 )
 from bot.slack.views.agent_text import OP_EFFECT, OP_LABEL, session_summary
 from bot.state.requests import TwoPersonRequest
@@ -166,6 +167,7 @@ def render_two_person_request(
     detail: str = "",
     elapsed_seconds: float | None = None,
     approvers: Sequence[str] = (),
+    reason: str = "",
 ) -> dict[str, Any]:
     """The public request, edited in place as it moves on. `actor_id` is whoever approved
     or denied it; `detail` the error for `failed`; `approvers` (configured user and group
@@ -182,7 +184,7 @@ def render_two_person_request(
         "done": f":white_check_mark: Approved by {actor}; done{took}. {_AFTER[op]}".strip(),
         "failed": f":x: Approved by {actor}; failed{took}: "
         + bk.clip(detail or "ngrok gave no reason", 1000),
-        "denied": f":no_entry_sign: Denied by {actor}; nothing was changed.",
+        "denied": _denied_line(request, actor_id, reason),
         "expired": ":hourglass: Expired before anyone approved it; nothing was changed.",
     }[state]
     blocks = [
@@ -204,6 +206,84 @@ def render_two_person_request(
         if pings:
             blocks.append(bk.context("Approvers: " + " ".join(pings)))
     return bk.message(f"{label} of {session.id}: {state}", blocks)
+
+
+def _denied_line(request: TwoPersonRequest, actor_id: str | None, reason: str) -> str:
+    actor = bk.user_mention(actor_id) if actor_id else "someone"
+    because = f" Reason: {bk.clip(bk.one_line(reason), 500)}" if reason.strip() else ""
+    if actor_id and actor_id == request.requester:
+        return f":leftwards_arrow_with_hook: Withdrawn by {actor}; nothing was changed.{because}"
+    return f":no_entry_sign: Denied by {actor}; nothing was changed.{because}"
+
+
+NoticeState = Literal["running", "done", "failed", "denied", "expired"]
+
+
+def render_requester_notice(
+    request: TwoPersonRequest,
+    state: NoticeState,
+    *,
+    actor_id: str | None = None,
+    reason: str = "",
+    detail: str = "",
+) -> dict[str, Any]:
+    """What the requester of a two-person request is told privately at each outcome."""
+    op, target = request.action, bk.code_span(request.session.id, 60)
+    actor = bk.user_mention(actor_id) if actor_id else "someone"
+    because = f" Reason: {bk.clip(bk.one_line(reason), 500)}" if reason.strip() else ""
+    text = {
+        "running": f":hourglass_flowing_sand: {actor} approved your request to {op} {target}; "
+        "it is running now.",
+        "done": f":white_check_mark: Your request to {op} {target} ran: done. {_AFTER[op]}".strip(),
+        "failed": f":x: Your request to {op} {target} was approved but failed: "
+        + bk.clip(detail or "ngrok gave no reason", 1000),
+        "denied": f":no_entry_sign: {actor} denied your request to {op} {target}; nothing was "
+        f"changed.{because}",
+        "expired": f":hourglass: Your request to {op} {target} expired before anyone approved "
+        f"it; nothing was changed. Ask again with `{op} {bk.clip(request.session.id, 60)}`.",
+    }[state]
+    fallback = f"Your request to {op} {request.session.id}: {state}"
+    return bk.message(fallback, [bk.section(text)])
+
+
+REASON_BLOCK = "reason"
+REASON_ACTION = "reason"
+MAX_REASON = 500
+
+
+def render_reason_modal(
+    request: TwoPersonRequest, *, withdrawing: bool, private_metadata: str
+) -> dict[str, Any]:
+    """The modal a denier (or the requester, withdrawing) gives a reason in. The reason is
+    optional: a denial must never be blocked on typing one."""
+    op, sid = request.action, request.session.id
+    title = "Withdraw request" if withdrawing else "Deny request"
+    target = f"*{op}* {bk.code_span(sid, 60)}"
+    who = "your" if withdrawing else f"{bk.user_mention(request.requester)}'s"
+    question = f"{'Withdraw' if withdrawing else 'Deny'} {who} request to {target}?"
+    return {
+        "type": "modal",
+        "callback_id": VIEW_DECISION_REASON,
+        "private_metadata": private_metadata,
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": "Withdraw" if withdrawing else "Deny"},
+        "close": {"type": "plain_text", "text": "Back"},
+        "blocks": [
+            bk.section(question),
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Reason (goes into the record)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_ACTION,
+                    "multiline": True,
+                    "max_length": MAX_REASON,
+                },
+            },
+        ],
+    }
 
 
 def render_cancelled() -> dict[str, Any]:
