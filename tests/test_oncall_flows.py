@@ -315,3 +315,26 @@ def test_an_expired_request_tells_the_requester(make_harness):
     ]
     expire_request(h.deps, record["request_id"])
     assert _dms_to(h, ALICE) == [f"Your request to stop {sid}: expired"]
+
+
+# --- 8. audit: sentences for people, CSV for machines --------------------------------------
+
+
+def test_audit_reads_as_sentences_and_csv_goes_to_the_requester_only(make_harness):
+    h = make_harness()
+    sid = next(s for s in h.ngrok.session_ids() if h.ngrok.session(s).get("os") == "linux")
+    prompt = h.ask(f"restart {sid}")
+    h.click(button(prompt, ids.ACTION_APPROVE))
+    audit = h.ask("audit 5")
+    validate_message(audit)
+    lines = audit["blocks"][1]["text"]["text"].splitlines()
+    assert any(f"<@{ALICE}> restarted" in line and ": done in" in line for line in lines)
+    assert any(f"<@{ALICE}> asked to restart" in line for line in lines)
+    assert "approval_requested" not in texts(audit) and "→" not in texts(audit)
+    print("\nRENDERED audit (in-process):", *lines, sep="\n  ")
+    _, key = h.slash("audit 5 csv")
+    [upload] = h.slack.uploaded_files()
+    assert upload["channel"] == "D0ALICE"
+    rows = upload["content"].splitlines()
+    assert rows[0].startswith("time_utc,event,action,actor") and len(rows) == 4  # 3 records
+    assert "audit records as a CSV file" in h.answer(key)["text"]

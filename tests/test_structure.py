@@ -52,6 +52,7 @@ SCOPES_BY_METHOD = {
     "chat_delete": {"chat:write"},
     "files_upload_v2": {"files:write"},  # files.getUploadURLExternal + completeUploadExternal
     "views_open": set(),  # needs only the trigger_id of a click
+    "conversations_open": {"im:write"},  # the DM an audit CSV goes to
     "conversations_info": {"channels:read", "groups:read"},
     "usergroups_users_list": {"usergroups:read"},
 }

@@ -39,12 +39,14 @@ from bot.slack.views.approvals import (
     render_two_person_request,
 )
 from bot.slack.views.audit import (
+    audit_sentence,
     render_audit,
 )
 from bot.slack.views.details import render_session_detail
 from bot.slack.views.errors import (
     render_error,
 )
+from bot.slack.views.export import render_audit_csv
 from bot.slack.views.help import (
     render_help,
 )
@@ -705,7 +707,7 @@ def test_audit_entries():
             "actor": REQUESTER,
             "action": "stop",
             "session_id": make(0).id,
-            "outcome": "executed",
+            "event": "failed",
             "detail": "<!channel> done",
         },
         {"ts": "2025-09-22T18:34:27Z", "actor": "<@U123>", "action": "restart"},
@@ -716,7 +718,51 @@ def test_audit_entries():
     assert_valid(message, mentions=[REQUESTER])
     text = all_text(message)
     assert "<!date^1758566067^" in text and "&lt;!channel&gt; done" in text
-    assert "*denied*" in text and "Recent actions: @alice" in text
+    assert "The bot denied the action of an agent; nothing was changed." in text
+    assert "Recent actions: @alice" in text
+    assert "approval_requested" not in text and "→" not in text
+
+
+def test_audit_records_read_as_sentences_with_the_host_first():
+    sid = make(0).id
+    common = {"session_id": sid, "metadata": '{"host": "web-7", "env": "prod"}', "ts": 1758566067}
+    lines = [
+        audit_sentence({**common, "event": "approval_requested", "actor": REQUESTER,
+                        "requester": REQUESTER, "action": "stop"}),
+        audit_sentence({**common, "event": "denied", "actor": APPROVER, "requester": REQUESTER,
+                        "action": "stop", "detail": "not during the deploy"}),
+        audit_sentence({**common, "event": "executed", "actor": APPROVER, "requester": REQUESTER,
+                        "action": "restart", "duration_ms": 1200}),
+        audit_sentence({**common, "event": "expired", "actor": REQUESTER, "requester": REQUESTER,
+                        "action": "update", "metadata": "env=prod host=db-2"}),
+        audit_sentence({"event": "cancelled", "actor": REQUESTER, "action": "restart",
+                        "session_id": sid}),
+    ]  # fmt: skip
+    assert lines == [
+        f"<@{REQUESTER}> asked a second person to approve a stop of *web-7* (`{sid}`).",
+        f"<@{APPROVER}> denied the stop of *web-7* (`{sid}`) (asked by <@{REQUESTER}>); "
+        "nothing was changed. Reason: not during the deploy",
+        f"<@{APPROVER}> restarted *web-7* (`{sid}`) (asked by <@{REQUESTER}>): done in 1.2 s.",
+        f"<@{REQUESTER}>'s request to update *db-2* (`{sid}`) expired before anyone approved "
+        "it; nothing was changed.",
+        f"<@{REQUESTER}> cancelled the restart of agent `{sid}`; nothing was changed.",
+    ]
+    executed = {**common, "event": "executed", "actor": APPROVER, "action": "restart"}
+    message = render_audit([{**executed, "requester": REQUESTER, "duration_ms": 1200}])
+    line = assert_valid(message, mentions=[REQUESTER, APPROVER])[1]["text"]["text"]
+    assert line.startswith("<!date^1758566067^{date_short_pretty} {time}|2025-09-22 18:34 UTC> · ")
+    print("\nRENDERED audit:", *lines, line, sep="\n  ")
+
+
+def test_audit_csv_is_the_machine_form():
+    csv_text = render_audit_csv(
+        [{"ts": 1758566067, "event": "executed", "action": "restart", "actor": APPROVER,
+          "metadata": '{"host": "web-7"}', "session_id": make(0).id, "detail": "=cmd()"}]
+    )  # fmt: skip
+    header, row = csv_text.splitlines()
+    assert header.startswith("time_utc,event,action,actor,requester,approver,host,session_id")
+    assert row.startswith("2025-09-22 18:34:27,executed,restart,U0APP2,,,web-7,")
+    assert "'=cmd()" in row  # a spreadsheet must not run it
 
 
 def test_fifty_long_audit_entries_stay_in_limits():

@@ -114,6 +114,7 @@ class SlackApiServer:
             "usergroups.users.list": self._usergroup_users,
             "apps.connections.open": self._connections_open,
             "chat.delete": self._delete,
+            "conversations.open": self._conversations_open,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "views.open": self._views_open,
@@ -462,6 +463,13 @@ class SlackApiServer:
             if self._messages.pop((str(channel), ts), None) is None:
                 return {"ok": False, "error": "message_not_found"}
         return {"ok": True, "channel": channel, "ts": ts}
+
+    def _conversations_open(self, body: dict) -> dict:
+        """A DM with one user: the same D… id every time for the same user."""
+        users = str(body.get("users") or "")
+        if not users or "," in users:
+            return {"ok": False, "error": "users_list_not_supplied" if not users else "not_allowed"}
+        return {"ok": True, "channel": {"id": "D" + users.lstrip("UW"), "is_im": True}}
 
     def _get_upload_url(self, body: dict) -> dict:
         """https://docs.slack.dev/reference/methods/files.getUploadURLExternal: filename
