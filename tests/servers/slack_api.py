@@ -120,6 +120,7 @@ class SlackApiServer:
             "views.open": self._views_open,
         }
         self._uploads: dict[str, dict[str, Any]] = {}
+        self._channels: dict[str, dict[str, Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -231,6 +232,13 @@ class SlackApiServer:
         with self._cond:
             queue = self._failures.setdefault(method, deque())
             queue.extend(_Failure(status, error, retry_after) for _ in range(times))
+
+    def set_channel(self, channel: str, *, exists: bool = True, **facts: Any) -> None:
+        """What conversations.info says about a channel (is_member, is_archived, name…);
+        `exists=False` makes it answer channel_not_found, as for a private channel the bot
+        is not in."""
+        with self._cond:
+            self._channels[channel] = {"_exists": exists, **facts}
 
     def uploaded_files(self) -> list[dict[str, Any]]:
         """Files shared by files.completeUploadExternal: id, title, filename, content
@@ -436,9 +444,13 @@ class SlackApiServer:
         channel = body.get("channel")
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
+        with self._cond:
+            facts = dict(self._channels.get(channel, {}))
+        if not facts.pop("_exists", True):
+            return {"ok": False, "error": "channel_not_found"}
         info = {"id": channel, "name": channel.lower(), "is_channel": True, "is_private": False}
         info |= {"is_archived": False, "is_member": True, "is_im": False, "is_group": False}
-        return {"ok": True, "channel": info}
+        return {"ok": True, "channel": info | facts}
 
     def _users_info(self, body: dict) -> dict:
         user = body.get("user")
