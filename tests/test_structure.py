@@ -489,3 +489,14 @@ def test_no_type_ignores_outside_the_yaml_reader():
         if "type: ignore" in (text := path.read_text(encoding="utf-8"))
     }
     assert set(found) <= {"bot/settings/yaml_lines.py", "bot/settings/env.py"}
+
+
+def test_a_fresh_clone_has_what_the_readme_links_and_ignores_sqlite_side_files():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "../shared" not in readme
+    for link in re.findall(r"\]\(([^)#]+)\)", readme):
+        if not link.startswith(("http://", "https://", "mailto:")):
+            assert (REPO / link).exists(), f"README links {link}, which is not in the project"
+    assert "docs/DESIGN.md" in readme
+    ignored = (REPO / ".gitignore").read_text(encoding="utf-8").split()
+    assert {"*.sqlite3-wal", "*.sqlite3-shm"} <= set(ignored)

@@ -70,6 +70,8 @@ class FleetCache:
             try:
                 entry.sessions = scan()
                 with self._lock:
+                    if len(self._sizes) > 512:  # typed filters must not pile up in memory
+                        self._sizes.clear()
                     self._sizes[key] = len(entry.sessions)
             except BaseException as error:
                 entry.error = error
