@@ -2,9 +2,10 @@
 table.
 
 It makes one call per dependency (auth.test, apps.connections.open in Socket Mode, one list
-call per ngrok account through the shared budget, a store ping, a count of the budget) and
-exits 0 only when every row is OK, so it can gate
-a deployment.
+call per ngrok account through the shared budget, conversations.info for the audit channel,
+a store ping, a count of the budget) and exits 0 only when every row is OK, so it can gate a
+deployment. Every FAILED row ends with what to do about it; connection failures name the URL
+that was tried.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import __version__
 from bot.deps import build_slack_client
 from bot.logs import configure_logging
 from bot.ngrok.client import NgrokClient
-from bot.ngrok.errors import NgrokError
+from bot.ngrok.errors import NgrokError, Unauthorized, Unavailable
 from bot.settings.env import Settings, SettingsError, load_settings_from_environment
 from bot.state.backends import open_budget_log, open_store
 from bot.state.budget import BudgetLog, SharedBudget
@@ -28,23 +29,94 @@ Row = tuple[str, bool | None, str]  # ok is None for a warning: shown, but not a
 USER_AGENT = f"ngrok-ops/{__version__}"
 
 
+SLACK_NEXT_STEPS = {
+    "invalid_auth": "SLACK_BOT_TOKEN is not a valid token for this workspace: copy the Bot "
+    "User OAuth Token (xoxb-…) from the app's OAuth & Permissions page.",
+    "not_authed": "SLACK_BOT_TOKEN is empty: set it to the app's Bot User OAuth Token (xoxb-…).",
+    "token_revoked": "The token was revoked: reinstall the app to the workspace and copy the "
+    "new Bot User OAuth Token into SLACK_BOT_TOKEN.",
+    "account_inactive": "The app was uninstalled or its bot deactivated: reinstall the app and "
+    "copy the new token into SLACK_BOT_TOKEN.",
+    "not_allowed_token_type": "The token has the wrong type: SLACK_BOT_TOKEN takes the xoxb- "
+    "token, SLACK_APP_TOKEN the xapp- token (Basic Information > App-Level Tokens).",
+    "missing_scope": "The app lacks a scope: add the scopes in manifest.yml to the app and "
+    "reinstall it.",
+    "ratelimited": "Slack rate-limited the check: wait a minute and run it again.",
+}
+
+
+class Problem(Exception):
+    """A failed probe with its next step already worded."""
+
+
 def _check(name: str, probe: Callable[[], str]) -> Row:
     try:
         return (name, True, probe())
+    except Problem as problem:
+        return (name, False, str(problem))
     except SlackApiError as error:
-        return (name, False, f"Slack answered {error.response.get('error')!r}")
+        code = str(error.response.get("error"))
+        step = SLACK_NEXT_STEPS.get(code, "see https://docs.slack.dev/reference/methods for it.")
+        return (name, False, f"Slack answered {code!r}. Next step: {step}")
     except NgrokError as error:
         return (name, False, str(error))
     except Exception as error:  # the doctor reports every failure as a row, never a traceback
         return (name, False, f"{type(error).__name__}: {error}")
 
 
+def _slack_url(settings: Settings) -> str:
+    return settings.slack_api_url or "https://slack.com/api/"
+
+
 def check_rows(settings: Settings) -> list[Row]:
     """Runs every probe; each row is (what, ok, detail)."""
 
+    def unreachable(error: Exception) -> Problem:
+        return Problem(
+            f"could not connect to Slack at {_slack_url(settings)} ({type(error).__name__}: "
+            f"{error}). Next step: check the network or proxy from this host, and "
+            "SLACK_API_URL if it is set."
+        )
+
     def slack() -> str:
-        auth = build_slack_client(settings).auth_test()
+        try:
+            auth = build_slack_client(settings).auth_test()
+        except (SlackClientError, OSError) as error:
+            if isinstance(error, SlackApiError):
+                raise
+            raise unreachable(error) from error
         return f"team {auth.get('team')} ({auth.get('team_id')}), bot user {auth.get('user_id')}"
+
+    def audit_channel(channel: str) -> Callable[[], str]:
+        def probe() -> str:
+            try:
+                info = build_slack_client(settings).conversations_info(channel=channel)
+            except SlackApiError as error:
+                code = error.response.get("error")
+                if code == "channel_not_found":
+                    raise Problem(
+                        f"the bot cannot see channel {channel}. Next step: check audit_channel "
+                        "in BOT_CONFIG, and for a private channel invite the bot with "
+                        "`/invite @ngrok-ops` there."
+                    ) from error
+                raise
+            except (SlackClientError, OSError) as error:
+                raise unreachable(error) from error
+            found = info.get("channel") or {}
+            name = f"#{found.get('name') or channel}"
+            if found.get("is_archived"):
+                raise Problem(
+                    f"{name} is archived, so audit lines cannot be posted. Next step: "
+                    "unarchive it, or set audit_channel in BOT_CONFIG to a live channel."
+                )
+            if not found.get("is_member"):
+                raise Problem(
+                    f"the bot is not a member of {name}. Next step: run `/invite @ngrok-ops` "
+                    "in that channel."
+                )
+            return f"{name}: the bot is a member and can post there"
+
+        return probe
 
     def app_token() -> str:
         # Issues a WebSocket URL and leaves it unused: the one call that proves the xapp- token.
@@ -63,22 +135,34 @@ def check_rows(settings: Settings) -> list[Row]:
         account = settings.config.accounts[name]
 
         def probe() -> str:
+            base_url = account.api_url or settings.ngrok_api_url
             # Through the shared budget: a check while the bot is busy must not draw a 429.
             budget_log = open_budget_log(
                 redis_url=settings.redis_url, sqlite_path=settings.state_path
             )
-            with NgrokClient(
-                account.api_key,
-                base_url=account.api_url or settings.ngrok_api_url,
-                user_agent=USER_AGENT,
-                timeout=settings.ngrok_timeout,
-                retry_budget=5.0,
-                pacer=shared_budget(budget_log, account.api_key),
-            ) as client:
-                try:
+            try:
+                with NgrokClient(
+                    account.api_key,
+                    base_url=base_url,
+                    user_agent=USER_AGENT,
+                    timeout=settings.ngrok_timeout,
+                    retry_budget=5.0,
+                    pacer=shared_budget(budget_log, account.api_key),
+                ) as client:
                     page = client.list_sessions_page(limit=1)
-                finally:
-                    budget_log.close()
+            except Unauthorized as error:
+                raise Problem(
+                    f"{error}. Next step: create an API key at "
+                    "https://dashboard.ngrok.com/api-keys and set it as NGROK_API_KEY (or the "
+                    f"account's api_key in BOT_CONFIG); an authtoken is not an API key."
+                ) from error
+            except Unavailable as error:
+                raise Problem(
+                    f"{error} (tried {base_url}). Next step: check the network from this "
+                    "host, NGROK_API_URL if it is set, and https://status.ngrok.com."
+                ) from error
+            finally:
+                budget_log.close()
             online = "at least one session online" if page.sessions else "no session online"
             return f"API key accepted; {online}"
 
@@ -107,15 +191,28 @@ def check_rows(settings: Settings) -> list[Row]:
         counts = ", ".join(f"{name!r} {n}" for name, n in used.items())
         return f"{backend}; used of {window}: {counts}"
 
+    def store_checked() -> str:
+        try:
+            return store()
+        except Exception as error:
+            where = "REDIS_URL" if settings.redis_url else f"STATE_PATH ({settings.state_path})"
+            raise Problem(
+                f"{type(error).__name__}: {error}. Next step: check {where}: the server must "
+                "be reachable, or the directory writable by this process."
+            ) from error
+
     mode = "Socket Mode" if settings.mode == "socket" else f"HTTP on port {settings.port}"
     config = settings.config
     rows: list[Row] = [("settings", True, f"{mode}; config: {_describe_config(settings)}")]
     rows.append(_check("slack token (auth.test)", slack))
     if settings.mode == "socket":
         rows.append(_check("slack app token (apps.connections.open)", app_token))
+    if config.audit_channel:
+        channel = config.audit_channel
+        rows.append(_check(f"audit channel {channel}", audit_channel(channel)))
     for name in sorted(config.accounts):
         rows.append(_check(f"ngrok account {name!r}", ngrok(name)))
-    rows.append(_check("state store", store))
+    rows.append(_check("state store", store_checked))
     rows.append(_check("ngrok budget", budget))
     if settings.redis_url:
         rows.append(_redis_persistence(settings.redis_url))

@@ -161,6 +161,36 @@ def allowed_verbs(config: BotConfig, roles: frozenset[str], channel_id: str) -> 
     return verbs
 
 
+def actions_for(config: BotConfig, roles: frozenset[str], channel_id: str) -> tuple[Action, ...]:
+    """The actions this user may ask for in this channel, so menus offer only those."""
+    return tuple(a for a in ACTIONS if may_request(config, roles, a, channel_id).allowed)
+
+
+def rights_note(config: BotConfig, roles: frozenset[str], channel_id: str) -> str:
+    """One sentence on how to get the right to act here; empty when every action is open.
+    Shown once under a list or a detail view instead of menus that could only be refused."""
+    if len(actions_for(config, roles, channel_id)) == len(ACTIONS):
+        return ""
+    if not config.configured:
+        return _NO_CONFIG
+    operator = OPERATE in roles
+    channel_ok = actions_allowed_in(config, channel_id)
+    if not operator and not channel_ok:
+        return (
+            "You can look but not act here: ask an admin to add you to roles.operator and to "
+            f"set actions: true for this channel ({channel_id}) in BOT_CONFIG."
+        )
+    if not operator:
+        return (
+            "You can look but not act: ask an admin to add your Slack user id or one of your "
+            "user groups to roles.operator in BOT_CONFIG."
+        )
+    if not channel_ok:
+        return _channel_closed(channel_id)
+    refused = _refuse_without_account(config, channel_id)
+    return refused.reason if refused else ""
+
+
 def may_approve(
     config: BotConfig,
     roles: frozenset[str],

@@ -15,6 +15,8 @@ ACTION_HANDLERS = {
     ids.ACTION_DETAILS: listeners.handle_details,
     ids.ACTION_REQUEST: listeners.handle_request,
     ids.ACTION_PAGE: listeners.handle_page,
+    ids.ACTION_EXPORT: listeners.handle_export,
+    ids.ACTION_SHARE: listeners.handle_share,
     ids.ACTION_APPROVE: listeners.handle_approve,
     ids.ACTION_CANCEL: listeners.handle_cancel,
     ids.ACTION_ASK_APPROVAL: listeners.handle_ask_approval,
@@ -32,3 +34,4 @@ def register(app: App, deps: Deps) -> None:
     app.shortcut(ids.SHORTCUT_THREAD_SESSIONS)(partial(listeners.handle_thread_shortcut, deps=deps))
     for action_id, handler in ACTION_HANDLERS.items():
         app.action(action_id)(partial(handler, deps=deps))
+    app.view(ids.VIEW_DECISION_REASON)(partial(listeners.handle_reason_submission, deps=deps))

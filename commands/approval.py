@@ -20,7 +20,12 @@ from bot.deps import Deps
 from bot.ngrok.models import Action, TunnelSession, as_action
 from bot.policy import ApprovalMode, may_approve
 from bot.slack.invocation import Invocation
-from bot.slack.views.approvals import TwoPersonState, render_two_person_request
+from bot.slack.views.approvals import (
+    NoticeState,
+    TwoPersonState,
+    render_requester_notice,
+    render_two_person_request,
+)
 from bot.slack.views.errors import render_error
 from bot.slack.views.follow_ups import (
     render_successor,
@@ -278,6 +283,24 @@ def edit_request(
         log.warning("could not edit request %s: %s", request.id, error.response.get("error"))
 
 
+def notify_requester(
+    deps: Deps, request: TwoPersonRequest, state: NoticeState, **details: Any
+) -> None:
+    """Tells the requester of a two-person request privately (a DM from the bot) how it
+    went; a failed DM is logged, the public request still shows the state."""
+    try:
+        deps.slack.chat_postMessage(
+            channel=request.requester,
+            unfurl_links=False,
+            **render_requester_notice(request, state, **details),
+        )
+    except SlackApiError as error:
+        log.warning(
+            "could not tell %s about request %s: %s",
+            request.requester, request.id, error.response.get("error"),
+        )  # fmt: skip
+
+
 def expire_request(deps: Deps, request_id: str) -> None:
     """Moves a request that nobody decided in time to expired; a no-op once decided. Runs
     as a scheduled job at the expiry time, and from a late click if that job has not."""
@@ -298,3 +321,4 @@ def expire_request(deps: Deps, request_id: str) -> None:
         account=request.account,
     )
     edit_request(deps, request, "expired")
+    notify_requester(deps, request, "expired")

@@ -6,13 +6,15 @@ from bot.deps import Deps
 from bot.policy import approval_mode_for_request
 from bot.slack.invocation import Invocation
 from bot.slack.views.approvals import (
+    cancel_too_late_sentence,
     render_action_result,
     render_cancelled,
     render_public_record,
-    render_running,
+    used_sentence,
 )
 from bot.slack.views.errors import render_error
-from bot.state.approvals import consume_approval
+from bot.slack.views.progress import render_action_running
+from bot.state.approvals import consume_approval, how_used
 from commands.approval import audit_fields, may_click, perform, verify_click, where_claimed
 from commands.execute import Outcome
 from commands.lookup import fetch_session
@@ -26,6 +28,12 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
     action, session_id = claims.action, claims.targets[0]
     if not may_click(inv, deps, claims, mode="self"):
         return
+    used = how_used(deps.store, claims)
+    if used is not None:  # known before any ngrok call: say what happened to this prompt
+        inv.private(render_error(used_sentence(action, session_id, used)))
+        return
+    # The prompt turns into "Restarting…" at once; the result (or a refusal) replaces it.
+    inv.working(render_action_running(action, session_id))
     found = fetch_session(
         deps, claims.channel, session_id, reply=inv.private, action=action, urgent=True
     )
@@ -37,10 +45,9 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
             render_error(f"This {action} now needs a second person; ask again for a new prompt.")
         )
         return
-    if not consume_approval(deps.store, claims, now=deps.clock()):
-        inv.private(
-            render_error(f"This {action} was already approved once; it does not run twice.")
-        )
+    if not consume_approval(deps.store, claims, now=deps.clock(), use="approved"):
+        used = how_used(deps.store, claims)
+        inv.private(render_error(used_sentence(action, session_id, used)))
         return
     fields = audit_fields(claims, session, account.name)
     deps.auditor.record("approved", actor=inv.user_id, approver=inv.user_id, **fields)
@@ -68,7 +75,6 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
             )
         )
 
-    inv.replace(render_running(action, session.id))
     perform(
         deps, where, account.name, action, session, action_id=claims.nonce,
         approver=inv.user_id, fields=fields, announce=announce,
@@ -83,9 +89,9 @@ def cancel_request(inv: Invocation, deps: Deps, token: str) -> None:
     if inv.user_id != claims.requester:
         inv.private(render_error("Only the person who asked for this can cancel it."))
         return
-    if not consume_approval(deps.store, claims, now=deps.clock()):
+    if not consume_approval(deps.store, claims, now=deps.clock(), use="cancelled"):
         # Approve (or Request approval) won the race: say so, keep the result on screen.
-        inv.private(render_error("This request was already approved or sent; nothing to cancel."))
+        inv.private(render_error(cancel_too_late_sentence(how_used(deps.store, claims))))
         return
     deps.auditor.record("cancelled", actor=inv.user_id, **audit_fields(claims, None, None))
     inv.replace(render_cancelled())

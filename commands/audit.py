@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
 from bot.deps import Deps
 from bot.policy import may_read_audit
 from bot.slack.invocation import Invocation
 from bot.slack.views.audit import render_audit
-from bot.slack.views.errors import render_error
+from bot.slack.views.errors import render_error, render_notice
+from bot.slack.views.export import export_comment, render_audit_csv
 from commands.grammar import ShowAudit
 
 
@@ -27,4 +33,31 @@ def show_audit(inv: Invocation, deps: Deps, command: ShowAudit) -> None:
     entries = [e for e in wider if e.get("account") in (None, account)][: command.limit]
     # The title is a plain-text header, where a <@U…> mention would show as raw text.
     title = command.session_id or (f"user {command.user_id}" if command.user_id else "")
+    if command.csv:
+        _upload_csv(inv, entries)
+        return
     inv.private(render_audit(entries, title=title))
+
+
+def _upload_csv(inv: Invocation, entries: list[dict[str, Any]]) -> None:
+    """The machine form: the same records as a CSV file, shared with the requester only
+    (a DM from the bot), since the audit log is not for everyone in the channel."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    try:
+        opened = inv.client.conversations_open(users=inv.user_id)
+        inv.client.files_upload_v2(
+            channel=str((opened.get("channel") or {}).get("id") or ""),
+            content=render_audit_csv(entries),
+            filename=f"ngrok-ops-audit-{stamp}.csv",
+            title=f"ngrok-ops audit {stamp} UTC",
+            initial_comment=export_comment(inv.user_id, len(entries), "audit records"),
+        )
+    except SlackApiError as error:
+        code = error.response.get("error")
+        inv.private(
+            render_error(
+                f"Slack refused the CSV file ({code}); check the files:write and im:write scopes."
+            )
+        )
+        return
+    inv.private(render_notice(f"Sent you {len(entries)} audit records as a CSV file."))

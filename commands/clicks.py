@@ -24,8 +24,8 @@ from commands.approval import INVALID_BUTTON
 from commands.approve import approve_own_request, cancel_request
 from commands.details import show_session
 from commands.request import request_action
-from commands.sessions import turn_page
-from commands.two_person import ask_for_approval, decide
+from commands.sessions import export_sessions, share_list, turn_page
+from commands.two_person import ask_for_approval, ask_reason, decide
 
 log = logging.getLogger("ngrok_ops.clicks")
 
@@ -47,25 +47,38 @@ def open_page(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
     turn_page(inv, deps, value.query, value.cursor)
 
 
-def approve_two_person(inv: Invocation, deps: Deps, token: str) -> None:
+def open_export(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
+    export_sessions(inv, deps, value.query)
+
+
+def open_share(inv: Invocation, deps: Deps, value: ButtonValue) -> None:
+    """Post to channel: a list page (op "page") or one agent's details."""
+    if value.op == "page":
+        share_list(inv, deps, value.query, value.cursor)
+    else:
+        show_session(inv, deps, value.session_id, shared=True)
+
+
+def approve_two_person(inv: Invocation, deps: Deps, token: str, trigger_id: str) -> None:
     decide(inv, deps, token, approve=True)
-
-
-def deny_two_person(inv: Invocation, deps: Deps, token: str) -> None:
-    decide(inv, deps, token, approve=False)
 
 
 SESSION_CLICKS: dict[str, Callable[[Invocation, Deps, ButtonValue], None]] = {
     "details": open_details,
     "request": open_request,
     "page": open_page,
+    "export": open_export,
+    "share": open_share,
 }
 TOKEN_CLICKS: dict[str, Callable[[Invocation, Deps, str], None]] = {
     "approve": approve_own_request,
     "cancel": cancel_request,
     "ask_approval": ask_for_approval,
+}
+# Clicks that also need the click's trigger_id (Deny opens the reason modal with it).
+TRIGGER_CLICKS: dict[str, Callable[[Invocation, Deps, str, str], None]] = {
     "two_person_approve": approve_two_person,
-    "two_person_deny": deny_two_person,
+    "two_person_deny": ask_reason,
 }
 
 
@@ -74,6 +87,9 @@ def run_click(deps: Deps, payload: dict[str, Any]) -> None:
     kind, raw = str(payload.get("kind")), str(payload.get("value") or "")
     if kind in TOKEN_CLICKS:
         TOKEN_CLICKS[kind](inv, deps, raw)
+        return
+    if kind in TRIGGER_CLICKS:
+        TRIGGER_CLICKS[kind](inv, deps, raw, str(payload.get("trigger_id") or ""))
         return
     try:
         # inv.channel_id is the channel Slack's signed payload names (listeners.click_origin).

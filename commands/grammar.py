@@ -41,14 +41,17 @@ USAGE = {
     "restart": "restart <session-id>",
     "stop": "stop <session-id>",
     "update": "update <session-id>",
-    "audit": "audit [n] [session-id | @user]",
+    "audit": "audit [n] [session-id | @user] [csv]",
 }
 _HELP = {
     "help": "Show this list. Example: `help`",
-    "sessions": "List online agents, newest first. Several values mean any of them; "
-    "version compares as numbers; free words search metadata, id and IP. "
-    "Aliases `ls`, `list`. Example: `sessions region=eu os=linux version<3.20 prod`",
-    "session": "Show one agent with its metadata and endpoints. Aliases `show`, `get`, "
+    "sessions": "List online agents, newest first, up to 100 per page in a table. Several "
+    "values mean any of them; version compares as numbers; free words search metadata, id "
+    "and IP. Pick an agent in the menu for its details and actions; *Export CSV* uploads the "
+    "whole matching list, *Post to channel* shows the page to everyone. Aliases `ls`, `list`. "
+    "Example: `sessions region=eu os=linux version<3.20 prod`",
+    "session": "Show one agent with its metadata, endpoints and the actions you may ask for "
+    "here; *Post to channel* shows it to everyone. Aliases `show`, `get`, "
     f"`details`. Example: `session {EXAMPLE_ID}`",
     "restart": "Ask to restart an agent; it comes back with a new session id. "
     f"Example: `restart {EXAMPLE_ID}`",
@@ -56,8 +59,8 @@ _HELP = {
     f"Example: `stop {EXAMPLE_ID}`",
     "update": "Ask to update an agent to the latest minor version; the bot restarts it after. "
     f"Example: `update {EXAMPLE_ID}`",
-    "audit": f"Show recent actions, newest first (n up to {MAX_AUDIT}, default {DEFAULT_AUDIT}). "
-    "Example: `audit 20 @alice`",
+    "audit": f"Show recent actions, newest first (n up to {MAX_AUDIT}, default {DEFAULT_AUDIT}), "
+    "one sentence each; `csv` uploads them as a CSV file instead. Example: `audit 20 @alice`",
 }
 _FILTER_KEYS = {
     "region": "region",
@@ -177,6 +180,7 @@ class ShowAudit:
     limit: int = DEFAULT_AUDIT
     session_id: str | None = None
     user_id: str | None = None
+    csv: bool = False
 
 
 Command = Help | ListSessions | ShowSession | RequestAction | ShowAudit
@@ -342,10 +346,12 @@ def _bad_id_sentence(token: str) -> str:
 
 def _parse_audit(args: list[str]) -> ShowAudit:
     usage = USAGE["audit"]
-    limit, session_id, user_id = DEFAULT_AUDIT, None, None
+    limit, session_id, user_id, csv = DEFAULT_AUDIT, None, None, False
     for token in args:
         cleaned = _clean_id(token)
-        if token.isdigit():
+        if token.lower() in ("csv", "--csv", "--json", "json", "export"):
+            csv = True
+        elif token.isdigit():
             limit = int(token)
             if not 1 <= limit <= MAX_AUDIT:
                 raise ParseError(
@@ -369,7 +375,7 @@ def _parse_audit(args: list[str]) -> ShowAudit:
                 "@mention, e.g. `audit 20 @alice`.",
                 usage,
             )
-    return ShowAudit(limit, session_id, user_id)
+    return ShowAudit(limit, session_id, user_id, csv)
 
 
 @dataclass

@@ -22,10 +22,10 @@ from commands.approval import (
     report_successor,
 )
 from commands.clicks import run_click
-from commands.grammar import ParseError, SessionQuery, parse_command
+from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
 from commands.recovery import recover_actions
 from commands.router import route, run_mention
-from commands.sessions import list_sessions
+from commands.two_person import deny_with_reason
 
 log = logging.getLogger("ngrok_ops.jobs")
 
@@ -33,6 +33,7 @@ JOB_COMMAND = "command"
 JOB_MENTION = "mention"
 JOB_SHORTCUT = "shortcut"
 JOB_CLICK = "click"
+JOB_DENY_REASON = "deny_reason"
 JOB_RECOVER = "recover_actions"
 
 
@@ -57,7 +58,12 @@ def run_mention_job(deps: Deps, payload: dict[str, Any]) -> None:
 
 
 def run_shortcut(deps: Deps, payload: dict[str, Any]) -> None:
-    list_sessions(Invocation.from_data(payload["inv"], deps.slack), deps, SessionQuery())
+    route(Invocation.from_data(payload["inv"], deps.slack), deps, ListSessions(SessionQuery()))
+
+
+def run_deny_reason(deps: Deps, payload: dict[str, Any]) -> None:
+    inv = Invocation.from_data(payload["inv"], deps.slack)
+    deny_with_reason(inv, deps, str(payload.get("token") or ""), str(payload.get("reason") or ""))
 
 
 def sorry_for(error: BaseException) -> str:
@@ -79,6 +85,7 @@ def register_jobs(deps: Deps) -> None:
         (JOB_MENTION, run_mention_job),
         (JOB_SHORTCUT, run_shortcut),
         (JOB_CLICK, run_click),
+        (JOB_DENY_REASON, run_deny_reason),
     ):
         jobs.register(name, partial(handler, deps), on_error=partial(tell_sorry, deps))
     jobs.register(JOB_SUCCESSOR, partial(report_successor, deps))

@@ -8,6 +8,7 @@ and a slow ngrok API can never hold the thread that acks someone else's request.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -17,10 +18,12 @@ from slack_sdk import WebClient
 from bot.deps import Deps
 from bot.slack.blocks import value_of_action
 from bot.slack.buttons import click_origin
-from bot.slack.invocation import Invocation
+from bot.slack.invocation import Invocation, Placeholder
+from bot.slack.views.approvals import REASON_ACTION, REASON_BLOCK
 from bot.slack.views.errors import render_error
-from commands.grammar import ParseError, parse_command, strip_mention
-from commands.jobs import JOB_CLICK, JOB_COMMAND, JOB_MENTION, JOB_SHORTCUT
+from commands.grammar import Help, ParseError, parse_command, strip_mention
+from commands.jobs import JOB_CLICK, JOB_COMMAND, JOB_DENY_REASON, JOB_MENTION, JOB_SHORTCUT
+from commands.router import working_message
 
 log = logging.getLogger("ngrok_ops.listeners")
 
@@ -32,11 +35,16 @@ def handle_slash_command(
 ) -> None:
     """`/ngrok <text>`: parse errors are answered in the ack itself, the rest later."""
     try:
-        parse_command(command.get("text") or "")  # only to answer a mistake in the ack
+        parsed = parse_command(command.get("text") or "")
     except ParseError as error:
         ack(**render_error(error.message, error.usage))
         return
-    ack()
+    # The ack itself says the bot is on it; the answer replaces it through the response_url.
+    placeholder = Placeholder("none" if isinstance(parsed, Help) else "ack")
+    if placeholder.shown == "ack":
+        ack(**working_message(parsed))
+    else:
+        ack()
     inv = Invocation(
         entry="command",
         user_id=command["user_id"],
@@ -44,6 +52,7 @@ def handle_slash_command(
         thread_ts=None,
         client=client,
         respond=respond,
+        placeholder=placeholder,
     )
     payload = {
         "inv": inv.to_data(),
@@ -119,7 +128,12 @@ def _enqueue_click(
     """Every button: ack, then one job naming the button and carrying its raw value."""
     ack()
     inv = click_invocation(body, respond, client)
-    payload = {"inv": inv.to_data(), "kind": kind, "value": value_of_action(action)}
+    payload = {
+        "inv": inv.to_data(),
+        "kind": kind,
+        "value": value_of_action(action),
+        "trigger_id": body.get("trigger_id"),  # Deny opens a modal with it (valid ~3 s)
+    }
     deps.jobs.submit(JOB_CLICK, payload)
 
 
@@ -142,6 +156,20 @@ def handle_page(
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
     _enqueue_click("page", ack, body, action, respond, client, deps)
+
+
+def handle_export(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+    client: WebClient, *, deps: Deps,
+) -> None:  # fmt: skip
+    _enqueue_click("export", ack, body, action, respond, client, deps)
+
+
+def handle_share(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+    client: WebClient, *, deps: Deps,
+) -> None:  # fmt: skip
+    _enqueue_click("share", ack, body, action, respond, client, deps)
 
 
 def handle_approve(
@@ -177,3 +205,29 @@ def handle_two_person_deny(
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
     _enqueue_click("two_person_deny", ack, body, action, respond, client, deps)
+
+
+# --- modals ------------------------------------------------------------------------------------
+
+
+def handle_reason_submission(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, *, deps: Deps
+) -> None:
+    """The reason modal of Deny / withdraw: closes at once, the decision runs as a job."""
+    ack()
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+        token, channel, thread = str(meta["t"]), str(meta["ch"]), str(meta.get("th") or "")
+    except (ValueError, KeyError, TypeError):
+        log.warning("rejected a reason modal with malformed private_metadata")
+        return
+    state = ((view.get("state") or {}).get("values") or {}).get(REASON_BLOCK) or {}
+    reason = str((state.get(REASON_ACTION) or {}).get("value") or "")
+    inv = Invocation(
+        entry="action",
+        user_id=(body.get("user") or {}).get("id", ""),
+        channel_id=channel,
+        thread_ts=thread or None,
+        client=client,
+    )
+    deps.jobs.submit(JOB_DENY_REASON, {"inv": inv.to_data(), "token": token, "reason": reason})

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from bot.deps import Deps
 from bot.slack.invocation import Invocation
 from bot.slack.views.errors import render_error
+from bot.slack.views.progress import render_working, working_text_for
 from commands.audit import show_audit
 from commands.details import show_session
 from commands.grammar import (
@@ -26,8 +28,22 @@ from commands.sessions import list_sessions
 log = logging.getLogger("ngrok_ops.router")
 
 
+def working_message(command: Command) -> dict[str, Any]:
+    """The placeholder a command shows until its answer is ready."""
+    if isinstance(command, ListSessions):
+        return render_working(working_text_for("sessions"))
+    if isinstance(command, ShowAudit):
+        return render_working(working_text_for("audit"))
+    if isinstance(command, Help):
+        return render_working(working_text_for("help"))
+    return render_working(working_text_for("session"))
+
+
 def route(inv: Invocation, deps: Deps, command: Command) -> None:
-    """Runs one parsed command."""
+    """Runs one parsed command; a placeholder shows until its answer replaces it (a slash
+    command's ack already carried one, so then this adds nothing)."""
+    if not isinstance(command, Help):
+        inv.working(working_message(command))
     if isinstance(command, Help):
         show_help(inv, deps)
     elif isinstance(command, ListSessions):

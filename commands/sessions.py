@@ -1,4 +1,5 @@
-"""`sessions [filters]`: the fleet as a paged list, and its Older / Newer buttons.
+"""`sessions [filters]`: the fleet as a paged list, and its Older / Newer, Export and Post
+to channel buttons.
 
 One scan follows every page of the API's answer to the exact (CEL) filters and applies the
 substring and version filters on the way, so the header can count everything that matched.
@@ -8,30 +9,63 @@ valid while agents come and go, because ids are ordered by creation time.
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
+
+from slack_sdk.errors import SlackApiError
 
 from bot.deps import Deps
 from bot.ngrok.errors import NgrokError
 from bot.ngrok.models import TunnelSession
-from bot.policy import may_view
+from bot.policy import may_view, rights_note
 from bot.slack.blocks import ButtonContext
 from bot.slack.invocation import Invocation
+from bot.slack.views.agent_text import agent_name
 from bot.slack.views.errors import render_error
-from bot.slack.views.sessions import SessionListPage, render_session_list, sessions_that_fit
+from bot.slack.views.export import export_comment, render_sessions_csv
+from bot.slack.views.progress import render_scan_progress, render_working
+from bot.slack.views.sessions import (
+    LIST_PAGE_MAX,
+    SessionListPage,
+    render_session_list,
+    sessions_that_fit,
+)
 from commands.explain import explain
 from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
 
+PAGE_SIZE = 100  # sessions per ngrok API page
 
-def scan_sessions(deps: Deps, channel_id: str, query: SessionQuery) -> list[TunnelSession]:
+
+def scan_sessions(
+    deps: Deps,
+    channel_id: str,
+    query: SessionQuery,
+    *,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> list[TunnelSession]:
     """Every online session matching the query, newest first (raises NgrokError); scans
-    are shared through deps.fleet, so a burst of identical lists costs one scan."""
+    are shared through deps.fleet, so a burst of identical lists costs one scan.
+    `progress(page, estimated_pages)` hears of each API page the scan fetches."""
     bound = deps.ngrok_for(channel_id)
     assert bound is not None  # may_view refuses channels without an account
     account, client = bound
     cel = query.api_filter.to_cel()
-    fleet = deps.fleet.get(account.name, cel, lambda: list(client.iter_sessions(filter=cel)))
+    last = deps.fleet.last_size(account.name, cel)
+    estimate = max(1, math.ceil(last / PAGE_SIZE)) if last else None
+
+    def on_page(number: int) -> None:
+        if progress is not None:
+            progress(number, estimate)
+
+    fleet = deps.fleet.get(
+        account.name,
+        cel,
+        lambda: list(client.iter_sessions(filter=cel, page_size=PAGE_SIZE, on_page=on_page)),
+    )
     return [s for s in fleet if query.matches_locally(s)]
 
 
@@ -55,10 +89,16 @@ def _window(
 
 
 def build_page(
-    matched: list[TunnelSession], query: SessionQuery, cursor: str, *, context: ButtonContext
+    matched: list[TunnelSession],
+    query: SessionQuery,
+    cursor: str,
+    *,
+    context: ButtonContext,
+    rights: str = "",
+    shared_by: str | None = None,
 ) -> SessionListPage:
     """Chooses the sessions shown so that the page fits one Slack message."""
-    window, start = _window(matched, cursor, query.limit)
+    window, start = _window(matched, cursor, min(query.limit, LIST_PAGE_MAX))
     page = SessionListPage(
         sessions=window,
         total_online=len(matched),
@@ -67,6 +107,10 @@ def build_page(
         by_version=Counter(s.agent_version or _unreported(s) for s in matched),
         query_text=query.describe(),
         first_index=start,
+        requested=query.limit,
+        cursor=cursor,
+        rights_note=rights,
+        shared_by=shared_by,
     )
     shown = sessions_that_fit(page, now=datetime.now(UTC), context=context)
     window = window[:shown]
@@ -79,32 +123,131 @@ def build_page(
     )
 
 
+def _close(wanted: Iterable[str], existing: Counter[str], key: str) -> list[str]:
+    """Existing values nearest to what was asked for (difflib), else the most common."""
+    values = [v for v in existing if v]
+    found: list[str] = []
+    for value in wanted:
+        found += difflib.get_close_matches(value.lower(), values, n=3, cutoff=0.4)
+    if not found:
+        found = [v for v, _ in existing.most_common(3) if v]
+    return [f"{key}={v}" if key else v for v in dict.fromkeys(found)]
+
+
+def suggest(query: SessionQuery, fleet: list[TunnelSession]) -> list[str]:
+    """Filter values that exist in the fleet, close to the ones that matched nothing."""
+    f = query.api_filter
+    hints: list[str] = []
+    for key, wanted, existing in (
+        ("region", f.regions, Counter(s.region for s in fleet)),
+        ("os", f.oses, Counter(s.os for s in fleet)),
+        ("version", f.agent_versions, Counter(s.agent_version for s in fleet)),
+    ):
+        if wanted:
+            hints += _close(wanted, existing, key)
+    words = [*query.words, *query.meta_contains]
+    if words:
+        hosts = Counter(agent_name(s.metadata) or "" for s in fleet)
+        hints += _close([w[:200] for w in words], hosts, "")
+    if query.version_bounds and not f.agent_versions:
+        hints += _close([], Counter(s.agent_version for s in fleet), "version")
+    return hints[:6]
+
+
+def render_list(
+    inv: Invocation, deps: Deps, query: SessionQuery, cursor: str, *, shared: bool = False
+) -> dict[str, object] | None:
+    """The list message for this user here, or None after telling them why not."""
+    roles = deps.roles(inv.user_id)
+    refusal = may_view(deps.config, roles, inv.channel_id)
+    if not refusal.allowed:
+        inv.private(render_error(refusal.reason))
+        return None
+    context = ButtonContext(inv.channel_id, inv.thread_ts, deps.settings.approval_secret)
+
+    def progress(page: int, estimate: int | None) -> None:
+        inv.progress(render_scan_progress(page, estimate))
+
+    try:
+        matched = scan_sessions(deps, inv.channel_id, query, progress=progress)
+        page = build_page(
+            matched, query, cursor, context=context,
+            rights=rights_note(deps.config, roles, inv.channel_id),
+            shared_by=inv.user_id if shared else None,
+        )  # fmt: skip
+        if not matched and page.query_text:
+            fleet = scan_sessions(deps, inv.channel_id, SessionQuery())
+            page = replace(page, fleet_online=len(fleet), suggestions=suggest(query, fleet))
+    except NgrokError as error:
+        inv.private(render_error(explain(error)))
+        return None
+    return render_session_list(page, now=datetime.now(UTC), context=context)
+
+
 def list_sessions(inv: Invocation, deps: Deps, query: SessionQuery, *, cursor: str = "") -> None:
     """Renders one page; a page click replaces the list it came from."""
+    message = render_list(inv, deps, query, cursor)
+    if message is not None:
+        inv.answer(message, in_place=True)
+
+
+def _query_of(inv: Invocation, query_text: str) -> SessionQuery | None:
+    try:
+        command = parse_command(f"sessions {query_text}")
+    except ParseError as error:
+        inv.private(render_error(error.message, error.usage))
+        return None
+    assert isinstance(command, ListSessions)
+    return command.query
+
+
+def turn_page(inv: Invocation, deps: Deps, query_text: str, cursor: str) -> None:
+    """An Older / Newer click: the same query from the button, from another cursor."""
+    query = _query_of(inv, query_text)
+    if query is not None:
+        inv.working(render_working("Loading the page…"))
+        list_sessions(inv, deps, query, cursor=cursor)
+
+
+def share_list(inv: Invocation, deps: Deps, query_text: str, cursor: str) -> None:
+    """Post to channel: the same page, re-rendered for everyone in the channel or thread."""
+    query = _query_of(inv, query_text)
+    if query is None:
+        return
+    message = render_list(inv, deps, query, cursor, shared=True)
+    if message is not None:
+        inv.public(message)
+
+
+def export_sessions(inv: Invocation, deps: Deps, query_text: str) -> None:
+    """Export: every matching session as a CSV file in the channel or thread."""
+    query = _query_of(inv, query_text)
+    if query is None:
+        return
     refusal = may_view(deps.config, deps.roles(inv.user_id), inv.channel_id)
     if not refusal.allowed:
         inv.private(render_error(refusal.reason))
         return
-    context = ButtonContext(inv.channel_id, inv.thread_ts, deps.settings.approval_secret)
     try:
         matched = scan_sessions(deps, inv.channel_id, query)
     except NgrokError as error:
         inv.private(render_error(explain(error)))
         return
-    message = render_session_list(
-        build_page(matched, query, cursor, context=context),
-        now=datetime.now(UTC),
-        context=context,
-    )
-    inv.answer(message, in_place=True)
-
-
-def turn_page(inv: Invocation, deps: Deps, query_text: str, cursor: str) -> None:
-    """An Older / Newer click: the same query from the button, from another cursor."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     try:
-        command = parse_command(f"sessions {query_text}")
-    except ParseError as error:
-        inv.private(render_error(error.message, error.usage))
-        return
-    assert isinstance(command, ListSessions)
-    list_sessions(inv, deps, command.query, cursor=cursor)
+        inv.client.files_upload_v2(
+            channel=inv.channel_id,
+            thread_ts=inv.thread_ts,
+            content=render_sessions_csv(matched),
+            filename=f"ngrok-agents-{stamp}.csv",
+            title=f"ngrok agents {stamp} UTC",
+            initial_comment=export_comment(inv.user_id, len(matched), "agents", query_text),
+        )
+    except SlackApiError as error:
+        code = error.response.get("error")
+        inv.private(
+            render_error(
+                f"Slack refused the CSV file ({code}); invite me to this channel with "
+                "`/invite @ngrok-ops`, or check that the app has the files:write scope."
+            )
+        )

@@ -7,25 +7,39 @@ handling one click, run the action once. The public message is edited at every s
 
 from __future__ import annotations
 
+import json
+import logging
+
+from slack_sdk.errors import SlackApiError
+
 from bot.deps import Deps
 from bot.policy import may_request
 from bot.slack.invocation import Invocation
-from bot.slack.views.approvals import TwoPersonState, render_two_person_request
+from bot.slack.views.approvals import (
+    MAX_REASON,
+    TwoPersonState,
+    render_reason_modal,
+    render_two_person_request,
+    used_sentence,
+)
 from bot.slack.views.errors import render_error
 from bot.slack.views.follow_ups import render_approval_requested
-from bot.state.approvals import ApprovalClaims, consume_approval, issue_token
+from bot.state.approvals import ApprovalClaims, consume_approval, how_used, issue_token
 from bot.state.requests import TwoPersonRequest
 from commands.approval import (
     JOB_EXPIRE_REQUEST,
     audit_fields,
     edit_request,
     may_click,
+    notify_requester,
     perform,
     verify_click,
     where_claimed,
 )
 from commands.execute import Outcome
 from commands.lookup import fetch_session
+
+log = logging.getLogger("ngrok_ops.two_person")
 
 
 def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
@@ -45,8 +59,9 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
     if found is None:
         return
     account, _, session = found
-    if not consume_approval(deps.store, claims, now=deps.clock()):
-        inv.private(render_error("This request was already sent for approval."))
+    if not consume_approval(deps.store, claims, now=deps.clock(), use="sent"):
+        used = how_used(deps.store, claims)
+        inv.private(render_error(used_sentence(action, session_id, used)))
         return
     ttl = deps.config.approval_ttl_seconds
     request = TwoPersonRequest(
@@ -114,8 +129,42 @@ def _load_request(inv: Invocation, deps: Deps, claims: ApprovalClaims) -> TwoPer
     return TwoPersonRequest.from_record(record)
 
 
-def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
-    """Approve or Deny on the public request."""
+def ask_reason(inv: Invocation, deps: Deps, token: str, trigger_id: str) -> None:
+    """Deny (or the requester's withdraw) on the public request: opens a modal for the
+    reason first; the submission (`deny_with_reason`) decides. Without a usable trigger
+    (it lasts about 3 s) the request is denied without a reason rather than not at all."""
+    claims = verify_click(inv, deps, token, {"two-person"})
+    if claims is None:
+        return
+    request = _load_request(inv, deps, claims)
+    if request is None:
+        return
+    withdrawing = inv.user_id == claims.requester
+    if not withdrawing and not may_click(
+        inv, deps, claims, mode="two-person", account=request.account
+    ):
+        return
+    if request.state != "requested":
+        inv.private(render_error(f"This request is already {request.state}."))
+        return
+    metadata = json.dumps({"t": token, "ch": inv.channel_id, "th": inv.thread_ts or ""})
+    try:
+        deps.slack.views_open(
+            trigger_id=trigger_id,
+            view=render_reason_modal(request, withdrawing=withdrawing, private_metadata=metadata),
+        )
+    except SlackApiError as error:
+        log.warning("could not open the reason modal: %s", error.response.get("error"))
+        decide(inv, deps, token, approve=False)
+
+
+def deny_with_reason(inv: Invocation, deps: Deps, token: str, reason: str) -> None:
+    """The reason modal was submitted."""
+    decide(inv, deps, token, approve=False, reason=reason.strip()[:MAX_REASON])
+
+
+def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool, reason: str = "") -> None:
+    """Approve or Deny on the public request; the requester hears of every outcome."""
     claims = verify_click(inv, deps, token, {"two-person"})
     if claims is None:
         return
@@ -129,9 +178,10 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
         requester_roles=requester_roles,
     ):  # fmt: skip
         return
+    changes = {"decided_by": inv.user_id, **({"reason": reason} if reason else {})}
     won = deps.store.transition_request(
         request.id, expect_state="requested", new_state="running" if approve else "denied",
-        changes={"decided_by": inv.user_id},
+        changes=changes,
     )  # fmt: skip
     if won is None:
         current = deps.store.get_request(request.id) or request.to_record()
@@ -140,11 +190,17 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
     decided = TwoPersonRequest.from_record(won)
     fields = audit_fields(claims, decided.session, decided.account)
     if not approve:
-        deps.auditor.record("withdrawn" if withdrawing else "denied", actor=inv.user_id, **fields)
-        edit_request(deps, decided, "denied", actor_id=inv.user_id)
+        deps.auditor.record(
+            "withdrawn" if withdrawing else "denied", actor=inv.user_id,
+            detail=reason or None, **fields,
+        )  # fmt: skip
+        edit_request(deps, decided, "denied", actor_id=inv.user_id, reason=reason)
+        if not withdrawing:
+            notify_requester(deps, decided, "denied", actor_id=inv.user_id, reason=reason)
         return
     deps.auditor.record("approved", actor=inv.user_id, approver=inv.user_id, **fields)
     edit_request(deps, decided, "running", actor_id=inv.user_id)
+    notify_requester(deps, decided, "running", actor_id=inv.user_id)
 
     def announce(outcome: Outcome) -> None:
         state: TwoPersonState = "done" if outcome.ok else "failed"
@@ -155,6 +211,10 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool) -> None:
             deps, TwoPersonRequest.from_record(done) if done else decided, state,
             actor_id=inv.user_id, detail="" if outcome.ok else outcome.sentence,
             elapsed_seconds=outcome.seconds,
+        )  # fmt: skip
+        notify_requester(
+            deps, decided, "done" if outcome.ok else "failed",
+            actor_id=inv.user_id, detail="" if outcome.ok else outcome.sentence,
         )  # fmt: skip
 
     perform(

@@ -44,16 +44,16 @@ approval_ttl: 10m
 """
 
 
+def _is_working(body: dict) -> bool:
+    return any(b.get("block_id") == "working" for b in body.get("blocks") or [])
+
+
 def validate_message(body: dict) -> None:
     """Every block the bot sends must parse with slack_sdk's models and validate."""
     for raw in body.get("blocks") or []:
         block = Block.parse(raw)
         assert block is not None, raw
         block.validate_json()
-
-
-def is_working(body: dict) -> bool:
-    return any(block.get("block_id") == "working" for block in body.get("blocks") or [])
 
 
 @dataclass
@@ -74,19 +74,15 @@ class Stack:
         return response, url.rsplit("/", 1)[1]
 
     def reply(self, key: str, count: int = 1, timeout: float = 15.0) -> dict:
-        """The `count`-th answer posted to a response_url, validated; "working…" messages
-        that an answer replaces (block id `working`) are not counted."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            seen += 1
-            calls = self.slack.wait_for(
-                "response_url", seen, key=key, timeout=max(deadline - time.monotonic(), 0.1)
-            )
-            bodies = [c.body for c in calls if not is_working(c.body)]
-            if len(bodies) >= count:
-                validate_message(bodies[count - 1])
-                return bodies[count - 1]
+        """The `count`-th answer posted to a response_url, validated; "working…"
+        placeholders (block_id `working`) are not answers and are skipped."""
+        calls = self.slack.wait_for(
+            "response_url", count, key=key, timeout=timeout,
+            predicate=lambda c: not _is_working(c.body),
+        )  # fmt: skip
+        body = calls[count - 1].body
+        validate_message(body)
+        return body
 
     def ask(self, text: str, **kwargs: str) -> dict:
         """`/ngrok text` and its first reply."""

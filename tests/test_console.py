@@ -23,7 +23,13 @@ from bot.console.loopback import Outbox, answer_web_api
 from bot.console.render import clean, readable, render_message
 from bot.ngrok.models import Endpoint, TunnelSession
 from bot.slack.blocks import ButtonContext
-from bot.slack.ids import ACTION_APPROVE, ACTION_CANCEL, ACTION_DETAILS, ACTION_REQUEST
+from bot.slack.ids import (
+    ACTION_APPROVE,
+    ACTION_CANCEL,
+    ACTION_DETAILS,
+    ACTION_REQUEST,
+    ACTION_SHARE,
+)
 from bot.slack.views.approvals import (
     render_action_result,
     render_approval_prompt,
@@ -71,13 +77,13 @@ def test_a_list_shows_header_rows_and_numbered_buttons_and_menu_options():
     )
     text, actions = text_of(render_session_list(page, now=NOW, context=CTX))
     assert "2 ngrok agents online" in text.splitlines()[1]
-    assert "`ts_334AeguNPwngGnMIrd3SZ0000001`" in text and "web-1 & <db>" in text
+    assert "ts_334AeguNPwngGnMIrd3SZ0000001" in text
     assert "&amp;" not in text and "&lt;" not in text
-    assert "[1] Details" in text and "[3] Details" in text and "[2.1] Restart…" in text
-    assert actions["3"]["action_id"] == ACTION_DETAILS and actions["3"]["type"] == "button"
-    assert actions["2.1"]["action_id"] == ACTION_REQUEST
-    assert actions["2.1"]["selected_option"]["text"]["text"] == "Restart…"
-    assert "[5] Older ▶" in text
+    # The table's rows, then one numbered choice per agent of the "open an agent" menu.
+    assert "[1.1] " in text and "[1.2] " in text
+    assert actions["1.2"]["action_id"] == ACTION_DETAILS
+    assert actions["1.2"]["type"] == "static_select"
+    assert "[4] Older ▶" in text
 
 
 def test_a_detail_view_shows_fields_code_spans_and_readable_dates():
@@ -88,7 +94,7 @@ def test_a_detail_view_shows_fields_code_spans_and_readable_dates():
     assert "  • *Region* eu" in text and "  • *IP* 10.110.2.2" in text
     assert "`https://a.ngrok.app`" in text
     assert "<!date" not in text and "2026-01-05 10:00 UTC" in text
-    assert {a["action_id"] for a in actions.values()} == {ACTION_REQUEST}
+    assert {a["action_id"] for a in actions.values()} == {ACTION_REQUEST, ACTION_SHARE}
 
 
 def test_an_approval_prompt_offers_approve_and_cancel_and_names_the_requester():
@@ -240,7 +246,7 @@ def test_piped_commands_print_a_transcript_and_exit_0(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "ngrok>" not in out
     assert re.search(r"^300 ngrok agents online$", out, re.M)
-    assert len(re.findall(r"^`ts_\w{27}`", out, re.M)) == 3
+    assert len(re.findall(r"^  \d  .*  (ts_\w{27})  ", out, re.M)) == 3
     assert [line for line in out.splitlines() if line.startswith(">>> ")] == [
         ">>> /ngrok sessions limit=3", ">>> /ngrok help",
         ">>> /ngrok restart nonsense", ">>> /ngrok frobnicate",
@@ -301,7 +307,7 @@ def test_list_look_restart_approve_and_audit_in_one_session(tmp_path):
         listing = console.ask("sessions os=linux limit=4")
         total = int(re.search(r"^(\d+) ngrok agents online$", listing, re.M).group(1))
         assert 0 < total < 300 and f"*OS:* linux {total}" in listing
-        ids = re.findall(r"^`(ts_\w{27})`", listing, re.M)
+        ids = re.findall(r"^  \d  .*  (ts_\w{27})  ", listing, re.M)
         assert len(ids) == 4 and len(set(ids)) == 4
         target = ids[0]
 
@@ -321,15 +327,16 @@ def test_list_look_restart_approve_and_audit_in_one_session(tmp_path):
         assert successor != target
 
         again = console.ask(approve)  # the prompt's Approve, a second time: nothing runs
-        assert f"Session `{target}` is no longer online" in again
+        assert "was already approved once" in again
 
         after = console.ask("sessions os=linux limit=4")
-        assert re.findall(r"^`(ts_\w{27})`", after, re.M)[0] == successor
+        assert re.findall(r"^  \d  .*  (ts_\w{27})  ", after, re.M)[0] == successor
         assert target not in after
 
         audit = console.ask("audit")
-        assert audit.count(f"*restart* `{target}`") == 3  # requested, approved, done
-        assert "→ ok" in audit
+        assert f"asked to restart agent `{target}`" in audit
+        assert f"approved the restart of agent `{target}`" in audit
+        assert f"restarted agent `{target}`" in audit and ": done in" in audit
 
         assert "no choice 99" in console.ask("99")
     finally:

@@ -39,7 +39,10 @@ def test_a_forged_button_claiming_another_channel_is_refused(stack):
     """From OTHER (actions: false), a hand-made value claiming OPS must not open a prompt."""
     sid = session_id_of("linux", stack.ngrok)
     listed = stack.ask("sessions", channel=OTHER)
-    details = find_button(listed, "ngrok_details")
+    select = next(b for b in listed["blocks"] if b.get("block_id") == "pick")["elements"][0]
+    # The list's "open an agent" menu, as a button carrying a hand-made value.
+    details = {"type": "button", "action_id": select["action_id"], "value": "",
+               "text": {"type": "plain_text", "text": "Details"}}  # fmt: skip
     reply = stack.reply(stack.click(forged(details, op="restart", id=sid), channel=OTHER))
     assert not [b for b in buttons_in(reply) if b["action_id"] == "ngrok_approve"]
     assert "not valid here" in texts_of(reply)

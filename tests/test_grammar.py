@@ -86,6 +86,8 @@ def test_session_id_keeps_its_case():
         ("audit <@U123ABC>", ShowAudit(10, None, "U123ABC")),
         ("audit 5 <@U123ABC|alice>", ShowAudit(5, None, "U123ABC")),
         (f"audit {SID} 7", ShowAudit(7, SID, None)),
+        ("audit 50 csv", ShowAudit(50, None, None, True)),
+        ("audit --json", ShowAudit(10, None, None, True)),
     ],
 )
 def test_audit_forms(text, expected):

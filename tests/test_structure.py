@@ -49,6 +49,11 @@ SCOPES_BY_METHOD = {
     "chat_postEphemeral": {"chat:write"},
     "chat_update": {"chat:write"},
     "chat_getPermalink": set(),
+    "chat_delete": {"chat:write"},
+    "files_upload_v2": {"files:write"},  # files.getUploadURLExternal + completeUploadExternal
+    "views_open": set(),  # needs only the trigger_id of a click
+    "conversations_open": {"im:write"},  # the DM an audit CSV goes to
+    "conversations_info": {"channels:read", "groups:read"},
     "usergroups_users_list": {"usergroups:read"},
 }
 REQUIRED_SCOPES = {"commands", "chat:write", "chat:write.public", "app_mentions:read"}
@@ -156,6 +161,7 @@ def listener_inventory(app: App) -> list[tuple[str, object]]:
             "shortcut": lambda c: c["callback_id"],
             "action": lambda c: c["constraints"],
             "event": lambda c: c["event_type"],
+            "view_submission": lambda c: c["callback_id"],
         }[kind](constraints)
         inventory.append((kind, constraint))
     return inventory
@@ -219,7 +225,18 @@ def test_app_mention_is_subscribed_and_handled(app_and_servers):
 def test_only_known_listener_kinds_are_registered(app_and_servers):
     app, _, _ = app_and_servers
     kinds = sorted(kind for kind, _ in listener_inventory(app))
-    assert kinds == sorted(["command", "shortcut", "event", *["action"] * len(ids.ALL_ACTIONS)])
+    expected = ["command", "shortcut", "event", "view_submission"]
+    assert kinds == sorted([*expected, *["action"] * len(ids.ALL_ACTIONS)])
+
+
+def test_the_reason_modal_is_registered_under_its_callback_id(app_and_servers):
+    app, _, _ = app_and_servers
+    views = [c for kind, c in listener_inventory(app) if kind == "view_submission"]
+    assert views == [ids.VIEW_DECISION_REASON]
+    assert load_manifest()["settings"]["interactivity"]["is_enabled"] is True
+    view = {"type": "modal", "callback_id": ids.VIEW_DECISION_REASON}
+    body = {"type": "view_submission", "view": view}
+    assert matching_listeners(app, body) == 1
 
 
 def slack_methods_called() -> set[str]:
@@ -473,3 +490,14 @@ def test_no_type_ignores_outside_the_yaml_reader():
         if "type: ignore" in (text := path.read_text(encoding="utf-8"))
     }
     assert set(found) <= {"bot/settings/yaml_lines.py", "bot/settings/env.py"}
+
+
+def test_a_fresh_clone_has_what_the_readme_links_and_ignores_sqlite_side_files():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "../shared" not in readme
+    for link in re.findall(r"\]\(([^)#]+)\)", readme):
+        if not link.startswith(("http://", "https://", "mailto:")):
+            assert (REPO / link).exists(), f"README links {link}, which is not in the project"
+    assert "docs/DESIGN.md" in readme
+    ignored = (REPO / ".gitignore").read_text(encoding="utf-8").split()
+    assert {"*.sqlite3-wal", "*.sqlite3-shm"} <= set(ignored)

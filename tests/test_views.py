@@ -23,8 +23,10 @@ from bot.slack.ids import (
     ACTION_ASK_APPROVAL,
     ACTION_CANCEL,
     ACTION_DETAILS,
+    ACTION_EXPORT,
     ACTION_PAGE,
     ACTION_REQUEST,
+    ACTION_SHARE,
     ACTION_TWO_PERSON_APPROVE,
     ACTION_TWO_PERSON_DENY,
     ALL_ACTIONS,
@@ -37,12 +39,14 @@ from bot.slack.views.approvals import (
     render_two_person_request,
 )
 from bot.slack.views.audit import (
+    audit_sentence,
     render_audit,
 )
 from bot.slack.views.details import render_session_detail
 from bot.slack.views.errors import (
     render_error,
 )
+from bot.slack.views.export import render_audit_csv
 from bot.slack.views.help import (
     render_help,
 )
@@ -181,6 +185,18 @@ def page_of(sessions, **kw) -> SessionListPage:
     return SessionListPage(sessions=sessions, **defaults)
 
 
+def table_rows(blocks):
+    """The agent rows of the list's table block, as lists of cell texts (header dropped)."""
+    table = next((b for b in blocks if b["type"] == "table"), None)
+    if table is None:
+        return []
+    return [[c["text"] for c in row] for row in table["rows"][1:]]
+
+
+def picker(blocks):
+    return next(b for b in blocks if b.get("block_id") == "pick")["elements"][0]
+
+
 def test_list_of_ordinary_sessions():
     sessions = [make(i) for i in range(5)]
     message = render_session_list(page_of(sessions), now=NOW, context=CTX)
@@ -190,25 +206,49 @@ def test_list_of_ordinary_sessions():
     assert "us 300, eu 150, ap 40, au 5, sa 3, +2 more" in text
     assert "`region=us os=linux version&gt;=3.20 prod`" in text
     assert "showing 1 to 5" in text
-    assert len(rows(blocks)) == 5
-    first = rows(blocks)[0]["text"]["text"]
-    assert "`ts_334AeguNPwngGnMIrd3SZ0000000`" in first
-    for part in ("us", "linux", "agent 3.1000.0-development", "10.110.2.2", "up 3d 4h"):
-        assert part in first
+    assert len(table_rows(blocks)) == 5
+    first = table_rows(blocks)[0]
+    assert first[0] == "1" and first[2] == "ts_334AeguNPwngGnMIrd3SZ0000000"
+    assert first[3:] == ["us", "linux", "3.1000.0-development", "3d 4h"]
+    assert [b["type"] for b in blocks].count("table") == 1
 
 
-def test_list_rows_carry_details_and_the_ops_the_agent_supports():
-    sessions = [make(0), make(1, os="windows"), make(2, transport="ssh", os="")]
+def test_list_table_names_the_host_first_when_metadata_has_one():
+    sessions = [make(0, metadata='{"host": "web-1", "env": "prod"}'), make(1, metadata="host=db-2")]
     blocks = assert_valid(render_session_list(page_of(sessions), now=NOW, context=CTX))
-    assert request_ops(request_control(blocks, 0)) == ["restart", "update", "stop"]
-    assert request_ops(request_control(blocks, 1)) == ["update", "stop"]
-    ssh = request_control(blocks, 2)
-    assert ssh["type"] == "button" and ssh["style"] == "danger"
-    assert request_ops(ssh) == ["stop"]
-    actions = next(b for b in blocks if b.get("block_id") == "row1_actions")
-    details = decode_button_value(actions["elements"][0]["value"], key=KEY)
-    assert actions["elements"][0]["action_id"] == ACTION_DETAILS
-    assert details == ButtonValue("details", sessions[1].id, CTX.channel_id, CTX.thread_ts)
+    assert [r[1] for r in table_rows(blocks)] == ["web-1", "db-2"]
+    labels = [o["text"]["text"] for o in picker(blocks)["options"]]
+    assert labels[0].startswith("1. web-1 (")
+
+
+def test_list_select_opens_details_of_the_agents_shown():
+    sessions = [make(i) for i in range(3)]
+    blocks = assert_valid(render_session_list(page_of(sessions), now=NOW, context=CTX))
+    select = picker(blocks)
+    assert select["type"] == "static_select" and select["action_id"] == ACTION_DETAILS
+    values = [decode_button_value(o["value"], key=KEY) for o in select["options"]]
+    assert values[1] == ButtonValue("details", sessions[1].id, CTX.channel_id, CTX.thread_ts)
+    # Nothing on the list offers Restart/Update/Stop: acting goes through the details,
+    # which show only what this user may do here.
+    assert not [e for e in elements_of(blocks) if e["action_id"] == ACTION_REQUEST]
+
+
+def test_list_offers_export_and_post_to_channel_with_the_query():
+    blocks = assert_valid(render_session_list(page_of([make(0)]), now=NOW, context=CTX))
+    buttons = next(b for b in blocks if b.get("block_id") == "list_actions")["elements"]
+    assert [b["action_id"] for b in buttons] == [ACTION_EXPORT, ACTION_SHARE]
+    for button in buttons:
+        value = decode_button_value(button["value"], key=KEY)
+        assert value.op == "page" and value.query == "region=us os=linux version>=3.20 prod"
+
+
+def test_shared_list_has_no_export_or_share_and_names_who_posted_it():
+    page = page_of([make(0)], shared_by="U0ALICE", rights_note="You can look but not act.")
+    message = render_session_list(page, now=NOW, context=CTX)
+    blocks = assert_valid(message, mentions=("U0ALICE",))
+    assert not [b for b in blocks if b.get("block_id") == "list_actions"]
+    assert "Posted by <@U0ALICE>" in all_text(message)
+    assert "look but not act" not in all_text(message)
 
 
 def test_list_escapes_hostile_metadata_and_fields():
@@ -216,41 +256,71 @@ def test_list_escapes_hostile_metadata_and_fields():
     message = render_session_list(page_of([hostile]), now=NOW, context=CTX)
     assert_valid(message)
     text = all_text(message)
-    assert "&lt;!channel&gt; &amp; &lt;@U123&gt;" in text
     assert "&lt;!here&gt;" in text and "&lt;@U999&gt;" in text
+    hosted = make(0, metadata='{"host": "<!channel> & <@U123>"}')
+    text = all_text(render_session_list(page_of([hosted]), now=NOW, context=CTX))
+    assert "&lt;!channel&gt; &amp; &lt;@U123&gt;" in text
 
 
 def test_list_handles_missing_fields():
     bare = TunnelSession.from_api({"id": "ts_334AeguNPwngGnMIrd3SZLE7pdZ"})
     message = render_session_list(page_of([bare]), now=NOW, context=CTX)
-    first = rows(assert_valid(message))[0]["text"]["text"]
-    assert "? · ? · agent ? · ?" in first and "up unknown" in first
+    first = table_rows(assert_valid(message))[0]
+    assert first[1:] == ["-", bare.id, "?", "?", "?", "unknown"]
+
+
+def test_one_page_shows_100_agents_and_says_when_fewer_than_asked():
+    sessions = [make(i) for i in range(100)]
+    page = page_of(sessions, total_online=500, requested=500)
+    message = render_session_list(page, now=NOW, context=CTX)
+    blocks = assert_valid(message)
+    assert len(table_rows(blocks)) == 100
+    assert len(picker(blocks)["options"]) == 100
+    note = blocks[-1]["elements"][0]["text"]
+    assert note == (
+        "Showing 100 of the 500 asked for: one page holds up to 100 agents; use *Older ▶* "
+        "for the next page, or *Export* for the whole list as CSV."
+    )
+    print("\nRENDERED list note:", note)
 
 
 def test_500_sessions_with_4096_char_metadata_fit_in_one_message():
-    sessions = [make(i, metadata=big_metadata()) for i in range(500)]
-    page = page_of(sessions, total_online=500)
+    sessions = [make(i, metadata=big_metadata()) for i in range(100)]
+    page = page_of(sessions, total_online=500, requested=100)
     message = render_session_list(page, now=NOW, context=CTX)
     blocks = assert_valid(message)
     fit = sessions_that_fit(page, now=NOW, context=CTX)
-    assert 0 < fit <= max_sessions_per_message() < 500
-    assert len(rows(blocks)) == fit
-    assert "did not fit" in all_text(message)
+    assert 0 < fit <= max_sessions_per_message() == 100
+    assert len(table_rows(blocks)) == fit
+    assert bk.text_length(blocks) <= bk.MAX_MESSAGE_TEXT
 
 
 def test_page_size_adapts_to_the_text_budget():
     garbled = "&" * 200
     sessions = [
         make(i, metadata=garbled, region=garbled, os=garbled, agent_version=garbled, ip=garbled)
-        for i in range(max_sessions_per_message())
+        for i in range(100)
     ]
-    page = page_of(sessions)
+    page = page_of(sessions, requested=100)
     fit = sessions_that_fit(page, now=NOW, context=CTX)
-    assert fit < max_sessions_per_message()
-    exact = page_of(sessions[:fit])
-    message = render_session_list(exact, now=NOW, context=CTX)
-    assert len(rows(assert_valid(message))) == fit
-    assert "did not fit" not in all_text(message)
+    assert fit < 100
+    message = render_session_list(page, now=NOW, context=CTX)
+    assert len(table_rows(assert_valid(message))) == fit
+    assert "did not fit into one Slack message" in all_text(message)
+    exact = page_of(sessions[:fit], requested=fit)
+    assert "did not fit" not in all_text(render_session_list(exact, now=NOW, context=CTX))
+
+
+def test_the_sections_fallback_has_one_block_per_row_with_details():
+    sessions = [make(i, metadata=f'{{"host":"web-{i}"}}') for i in range(60)]
+    page = page_of(sessions, requested=60)
+    message = render_session_list(page, now=NOW, context=CTX, layout="sections")
+    blocks = assert_valid(message)
+    shown = rows(blocks)
+    assert len(shown) == max_sessions_per_message("sections") == 42
+    assert shown[0]["accessory"]["action_id"] == ACTION_DETAILS
+    assert "*web-0*" in shown[0]["text"]["text"]
+    assert "Showing 42 of the 60 asked for: the rest did not fit" in all_text(message)
 
 
 def test_page_buttons_carry_query_cursor_and_thread():
@@ -285,8 +355,28 @@ def test_empty_result_with_filters_suggests_removing_them():
     message = render_session_list(page_of([], total_online=12), now=NOW, context=CTX)
     assert_valid(message)
     text = all_text(message)
-    assert "No sessions match `region=us os=linux version&gt;=3.20 prod`" in text
+    assert "No agents match `region=us os=linux version&gt;=3.20 prod`" in text
     assert "Remove some filters" in text
+
+
+def test_empty_filtered_result_says_how_many_are_online_and_suggests_values():
+    page = page_of(
+        [], total_online=0, by_region={}, by_os={}, by_version={}, query_text="region=mars",
+        older_cursor=None, newer_cursor=None, fleet_online=500,
+        suggestions=["region=us", "region=eu"],
+    )  # fmt: skip
+    message = render_session_list(page, now=NOW, context=CTX)
+    blocks = assert_valid(message)
+    assert blocks[0]["text"]["text"] == "No agents match these filters"
+    empty = next(b for b in blocks if b.get("block_id") == "empty")["text"]["text"]
+    assert empty == (
+        "No agents match `region=mars`. 500 agents are online in this account.\n"
+        "Closest existing values: `region=us`, `region=eu`.\n"
+        "Remove some filters, or list everything with `sessions`."
+    )
+    assert "No agents are connected" not in all_text(message)
+    assert message["text"] == "No agents matched region=mars; 500 online in all"
+    print("\nRENDERED empty result:", empty)
 
 
 def test_empty_page_still_offers_older_pages():
@@ -618,7 +708,7 @@ def test_audit_entries():
             "actor": REQUESTER,
             "action": "stop",
             "session_id": make(0).id,
-            "outcome": "executed",
+            "event": "failed",
             "detail": "<!channel> done",
         },
         {"ts": "2025-09-22T18:34:27Z", "actor": "<@U123>", "action": "restart"},
@@ -629,7 +719,51 @@ def test_audit_entries():
     assert_valid(message, mentions=[REQUESTER])
     text = all_text(message)
     assert "<!date^1758566067^" in text and "&lt;!channel&gt; done" in text
-    assert "*denied*" in text and "Recent actions: @alice" in text
+    assert "The bot denied the action of an agent; nothing was changed." in text
+    assert "Recent actions: @alice" in text
+    assert "approval_requested" not in text and "→" not in text
+
+
+def test_audit_records_read_as_sentences_with_the_host_first():
+    sid = make(0).id
+    common = {"session_id": sid, "metadata": '{"host": "web-7", "env": "prod"}', "ts": 1758566067}
+    lines = [
+        audit_sentence({**common, "event": "approval_requested", "actor": REQUESTER,
+                        "requester": REQUESTER, "action": "stop"}),
+        audit_sentence({**common, "event": "denied", "actor": APPROVER, "requester": REQUESTER,
+                        "action": "stop", "detail": "not during the deploy"}),
+        audit_sentence({**common, "event": "executed", "actor": APPROVER, "requester": REQUESTER,
+                        "action": "restart", "duration_ms": 1200}),
+        audit_sentence({**common, "event": "expired", "actor": REQUESTER, "requester": REQUESTER,
+                        "action": "update", "metadata": "env=prod host=db-2"}),
+        audit_sentence({"event": "cancelled", "actor": REQUESTER, "action": "restart",
+                        "session_id": sid}),
+    ]  # fmt: skip
+    assert lines == [
+        f"<@{REQUESTER}> asked a second person to approve a stop of *web-7* (`{sid}`).",
+        f"<@{APPROVER}> denied the stop of *web-7* (`{sid}`) (asked by <@{REQUESTER}>); "
+        "nothing was changed. Reason: not during the deploy",
+        f"<@{APPROVER}> restarted *web-7* (`{sid}`) (asked by <@{REQUESTER}>): done in 1.2 s.",
+        f"<@{REQUESTER}>'s request to update *db-2* (`{sid}`) expired before anyone approved "
+        "it; nothing was changed.",
+        f"<@{REQUESTER}> cancelled the restart of agent `{sid}`; nothing was changed.",
+    ]
+    executed = {**common, "event": "executed", "actor": APPROVER, "action": "restart"}
+    message = render_audit([{**executed, "requester": REQUESTER, "duration_ms": 1200}])
+    line = assert_valid(message, mentions=[REQUESTER, APPROVER])[1]["text"]["text"]
+    assert line.startswith("<!date^1758566067^{date_short_pretty} {time}|2025-09-22 18:34 UTC> · ")
+    print("\nRENDERED audit:", *lines, line, sep="\n  ")
+
+
+def test_audit_csv_is_the_machine_form():
+    csv_text = render_audit_csv(
+        [{"ts": 1758566067, "event": "executed", "action": "restart", "actor": APPROVER,
+          "metadata": '{"host": "web-7"}', "session_id": make(0).id, "detail": "=cmd()"}]
+    )  # fmt: skip
+    header, row = csv_text.splitlines()
+    assert header.startswith("time_utc,event,action,actor,requester,approver,host,session_id")
+    assert row.startswith("2025-09-22 18:34:27,executed,restart,U0APP2,,,web-7,")
+    assert "'=cmd()" in row  # a spreadsheet must not run it
 
 
 def test_fifty_long_audit_entries_stay_in_limits():

@@ -137,19 +137,22 @@ class _Numbering:
             confirm = _text((element.get("confirm") or {}).get("text"))
             self.choices.append(Choice(number, label, action, confirm))
             return f"[{number}] {label}"
-        if kind == "overflow":
+        if kind in ("overflow", "static_select"):
             parts = []
             for index, option in enumerate(element.get("options", ()), start=1):
                 sub = f"{number}.{index}"
                 label = _text(option.get("text"))
                 action = {
-                    "type": "overflow",
+                    "type": kind,
                     "action_id": element.get("action_id", ""),
                     "block_id": block_id,
                     "selected_option": dict(option),
                 }
                 self.choices.append(Choice(sub, label, action))
                 parts.append(f"[{sub}] {label}")
+            if kind == "static_select":  # a long menu: one choice a line, like a list
+                title = _text(element.get("placeholder")) or "Pick one"
+                return "\n  ".join([f"{title}:", *parts])
             return f"⋯ {'  '.join(parts)}"
         return f"({clean(str(kind))} not shown)"
 

@@ -159,20 +159,32 @@ class NgrokClient:
         return self._session_page(self._get_json(uri, urgent=urgent))
 
     def iter_sessions(
-        self, *, filter: str | None = None, page_size: int = 100, urgent: bool = False
+        self,
+        *,
+        filter: str | None = None,
+        page_size: int = 100,
+        urgent: bool = False,
+        on_page: Callable[[int], None] | None = None,
     ) -> Iterator[TunnelSession]:
         """Every online session matching `filter`, newest first, paging as it goes.
         `urgent=True` is for reads that are part of an approved action; unlike `urgent()`
-        it holds however late and in whatever thread the generator is consumed."""
+        it holds however late and in whatever thread the generator is consumed.
+        `on_page(n)` is called before page n is fetched (1, 2, …), to report progress."""
+        if on_page is not None:
+            on_page(1)
         page: SessionPage | None = self.list_sessions_page(
             limit=page_size, filter=filter, urgent=urgent
         )
         seen_uris: set[str] = set()
+        number = 1
         while page is not None:
             yield from page.sessions
             if page.next_page_uri in seen_uris:
                 raise Unavailable("The ngrok API sent the same next page twice; stopped paging.")
             seen_uris.add(page.next_page_uri or "")
+            if on_page is not None and page.next_page_uri and page.sessions:
+                number += 1
+                on_page(number)
             page = self.next_sessions_page(page, filter=filter, urgent=urgent)
 
     def get_session(self, session_id: str, *, urgent: bool = False) -> TunnelSession:

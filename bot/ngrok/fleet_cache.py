@@ -38,6 +38,13 @@ class FleetCache:
         self._lock = threading.Lock()
         self._entries: dict[Key, _Entry] = {}
         self._generations: dict[str, int] = {}
+        self._sizes: dict[Key, int] = {}
+
+    def last_size(self, account: str, cel: str | None) -> int | None:
+        """How many sessions the last finished scan of this key found (for progress
+        estimates); None before the first."""
+        with self._lock:
+            return self._sizes.get((account, cel or ""))
 
     def get(
         self, account: str, cel: str | None, scan: Callable[[], list[TunnelSession]]
@@ -62,6 +69,10 @@ class FleetCache:
         if owner:
             try:
                 entry.sessions = scan()
+                with self._lock:
+                    if len(self._sizes) > 512:  # typed filters must not pile up in memory
+                        self._sizes.clear()
+                    self._sizes[key] = len(entry.sessions)
             except BaseException as error:
                 entry.error = error
                 raise

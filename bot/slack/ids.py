@@ -20,6 +20,8 @@ SHORTCUT_THREAD_SESSIONS = "ngrok_thread_sessions"
 ACTION_DETAILS = "ngrok_details"
 ACTION_REQUEST = "ngrok_request"  # Restart / Update / Stop on a list or detail view: opens a prompt
 ACTION_PAGE = "ngrok_page"  # Older / Newer
+ACTION_EXPORT = "ngrok_export"  # Export: the whole matching list as a CSV file
+ACTION_SHARE = "ngrok_share"  # Post to channel: a private list or details, shown to everyone
 
 # Buttons on the ephemeral approval prompt.
 ACTION_APPROVE = "ngrok_approve"  # self-approval by the requester
@@ -30,10 +32,15 @@ ACTION_ASK_APPROVAL = "ngrok_ask_approval"  # requester asks a second person
 ACTION_TWO_PERSON_APPROVE = "ngrok_tp_approve"
 ACTION_TWO_PERSON_DENY = "ngrok_tp_deny"
 
+# Modals.
+VIEW_DECISION_REASON = "ngrok_reason"  # the reason a denier or a withdrawing requester gives
+
 ALL_ACTIONS = (
     ACTION_DETAILS,
     ACTION_REQUEST,
     ACTION_PAGE,
+    ACTION_EXPORT,
+    ACTION_SHARE,
     ACTION_APPROVE,
     ACTION_CANCEL,
     ACTION_ASK_APPROVAL,

@@ -174,19 +174,41 @@ def verify_current_token(
     return claims
 
 
-def consume_approval(store: Store, claims: ApprovalClaims, *, now: float | None = None) -> bool:
+Use = Literal["approved", "cancelled", "sent"]
+USES: tuple[Use, ...] = ("approved", "cancelled", "sent")
+
+
+def consume_approval(
+    store: Store, claims: ApprovalClaims, *, now: float | None = None, use: Use = "approved"
+) -> bool:
     """Use a verified approval once: True for the first caller anywhere, False for the rest.
 
     The nonce is kept until well after the token expires, so it cannot be replayed while the
     signature and expiry checks would still pass. The epoch is read again after the nonce is
     claimed: a store emptied between the click's epoch check and the claim has forgotten the
-    nonce, and its new epoch says so.
+    nonce, and its new epoch says so. The winner also records what the token was used for
+    (approved, cancelled, sent for approval), so a later click on another button of the same
+    prompt can say what happened (`how_used`).
     """
     current = time.time() if now is None else now
     ttl = max(1.0, claims.expires_at - current) + NONCE_GRACE_SECONDS
     if not store.consume_nonce(claims.nonce, ttl_seconds=ttl):
         return False
-    return claims.epoch is not None and claims.epoch == store.epoch()
+    if claims.epoch is None or claims.epoch != store.epoch():
+        return False
+    store.put_request(_use_key(claims), {"state": use}, ttl_seconds=ttl)
+    return True
+
+
+def how_used(store: Store, claims: ApprovalClaims) -> Use | None:
+    """What a consumed token was used for; None when unknown (a race, or forgotten)."""
+    record = store.get_request(_use_key(claims))
+    state = record.get("state") if record else None
+    return next((u for u in USES if u == state), None)
+
+
+def _use_key(claims: ApprovalClaims) -> str:
+    return f"use:{claims.nonce}"
 
 
 def _require_key(secret: bytes) -> None:

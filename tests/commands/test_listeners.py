@@ -62,7 +62,10 @@ def test_message_shortcut_posts_the_list_into_the_thread(stack):
     assert response.status_code == 200
     post = stack.posted("chat.postMessage")[0]
     assert post.body["thread_ts"] == THREAD
-    assert "ngrok agents online" in post.body["text"]
+    assert post.body["text"] == "Looking up agents…"  # the placeholder, then the list in it
+    update = stack.posted("chat.update")[0]
+    assert update.body["ts"] == post.response["ts"]
+    assert "ngrok agents online" in update.body["text"]
 
 
 def test_mention_retries_from_slack_run_once(stack):

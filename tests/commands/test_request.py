@@ -74,22 +74,25 @@ rules:
     assert approve_buttons(prompt) == []
 
 
-def test_the_restart_button_in_a_list_row_opens_the_prompt(stack):
+def test_the_restart_button_of_an_agent_picked_in_a_list_opens_the_prompt(stack):
+    key = stack.bot.deps.settings.approval_secret
     listing = stack.ask("sessions limit=5")
-    row = next(
-        block for block in listing["blocks"]
-        for element in block.get("elements", []) if element.get("type") == "overflow"
-    )  # fmt: skip
-    overflow = next(e for e in row["elements"] if e["type"] == "overflow")
-    restart = next(o for o in overflow["options"] if o["text"]["text"].startswith("Restart"))
+    select = next(b for b in listing["blocks"] if b.get("block_id") == "pick")["elements"][0]
+    option = select["options"][0]
     url = stack.slack.response_url()
     action = {
-        "action_id": overflow["action_id"], "block_id": row["block_id"], "type": "overflow",
-        "selected_option": restart,
+        "action_id": select["action_id"], "block_id": "pick", "type": "static_select",
+        "selected_option": option,
     }  # fmt: skip
     payload = stack.sender.block_actions(action, user=ALICE, channel=OPS, response_url=url)
     assert stack.sender.interactive(payload).status_code == 200
-    prompt = stack.reply(url.rsplit("/", 1)[1])
+    detail = stack.reply(url.rsplit("/", 1)[1])
+    sid = decode_button_value(option["value"], key=key).session_id
+    restart = next(
+        b for b in buttons_in(detail)
+        if b["action_id"] == "ngrok_request"
+        and decode_button_value(b["value"], key=key).op != "stop"
+    )  # fmt: skip
+    prompt = stack.reply(stack.click(restart))
     assert find_button(prompt, "ngrok_approve")
-    key = stack.bot.deps.settings.approval_secret
-    assert decode_button_value(restart["value"], key=key).session_id in texts_of(prompt)
+    assert sid in texts_of(prompt)

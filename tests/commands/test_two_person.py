@@ -62,8 +62,16 @@ def test_deny_and_withdraw_change_nothing(stack):
     sid = session_id_of("linux", stack.ngrok)
     request = request_two_person_stop(stack, sid)
     stack.click(find_button(request, "ngrok_tp_deny"), user=BOB, ephemeral=False)
+    view = stack.slack.wait_for("views.open")[0].body["view"]  # the reason modal
+    reason = {"reason": {"reason": {"type": "plain_text_input", "value": "not now"}}}
+    submission = {
+        "type": "view_submission", "user": {"id": BOB, "team_id": "T111"}, "api_app_id": "A111",
+        "team": {"id": "T111"}, "view": {**view, "id": "V1", "state": {"values": reason}},
+    }  # fmt: skip
+    assert stack.sender.interactive(submission).status_code == 200
     (denied,) = state_updates(stack, "denied")
     assert f"<@{BOB}>" in texts_of(denied.body)
+    assert "Reason: not now" in texts_of(denied.body)
     later = stack.click(find_button(request, "ngrok_tp_approve"), user=CAROL, ephemeral=False)
     assert "already denied" in texts_of(stack.reply(later))
     assert stack.action_posts() == []

@@ -113,7 +113,14 @@ class SlackApiServer:
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroup_users,
             "apps.connections.open": self._connections_open,
+            "chat.delete": self._delete,
+            "conversations.open": self._conversations_open,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+            "views.open": self._views_open,
         }
+        self._uploads: dict[str, dict[str, Any]] = {}
+        self._channels: dict[str, dict[str, Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -226,6 +233,19 @@ class SlackApiServer:
             queue = self._failures.setdefault(method, deque())
             queue.extend(_Failure(status, error, retry_after) for _ in range(times))
 
+    def set_channel(self, channel: str, *, exists: bool = True, **facts: Any) -> None:
+        """What conversations.info says about a channel (is_member, is_archived, name…);
+        `exists=False` makes it answer channel_not_found, as for a private channel the bot
+        is not in."""
+        with self._cond:
+            self._channels[channel] = {"_exists": exists, **facts}
+
+    def uploaded_files(self) -> list[dict[str, Any]]:
+        """Files shared by files.completeUploadExternal: id, title, filename, content
+        (decoded), channel, thread_ts and initial_comment, in order of completion."""
+        with self._cond:
+            return [dict(f) for f in self._uploads.values() if f.get("shared")]
+
     def set_usergroup(self, group_id: str, user_ids: list[str]) -> None:
         with self._cond:
             self._usergroups[group_id] = list(user_ids)
@@ -294,6 +314,21 @@ class SlackApiServer:
                 return 404, "used_url"
             self._response_uses[key] = self._response_uses.get(key, 0) + 1
         return 200, "ok"
+
+    def handle_upload(self, file_id: str, raw: bytes, headers: dict[str, str]) -> _Reply:
+        """The upload URL files.getUploadURLExternal hands out: takes the raw bytes (the
+        content is kept out of the recorded call, so data is never mistaken for a message)."""
+        with self._cond:
+            upload = self._uploads.get(file_id)
+            if upload is not None and not upload.get("shared"):
+                upload["content"] = raw.decode("utf-8", errors="replace")
+                upload["uploaded"] = True
+        status = 200 if upload is not None else 404
+        body = {"file_id": file_id, "bytes": len(raw)}
+        response = {"ok": status == 200}
+        call = SlackCall("upload", body, headers, file_id, time.monotonic(), status, response)
+        self._record(call)
+        return _Reply(status, f"OK - {len(raw)}" if status == 200 else "not found", "text/plain")
 
     def _take_failure(self, method: str) -> _Failure | None:
         with self._cond:
@@ -409,9 +444,13 @@ class SlackApiServer:
         channel = body.get("channel")
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
+        with self._cond:
+            facts = dict(self._channels.get(channel, {}))
+        if not facts.pop("_exists", True):
+            return {"ok": False, "error": "channel_not_found"}
         info = {"id": channel, "name": channel.lower(), "is_channel": True, "is_private": False}
         info |= {"is_archived": False, "is_member": True, "is_im": False, "is_group": False}
-        return {"ok": True, "channel": info}
+        return {"ok": True, "channel": info | facts}
 
     def _users_info(self, body: dict) -> dict:
         user = body.get("user")
@@ -429,6 +468,81 @@ class SlackApiServer:
         if users is None:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(users)}
+
+    def _delete(self, body: dict) -> dict:
+        channel, ts = body.get("channel"), str(body.get("ts", ""))
+        with self._cond:
+            if self._messages.pop((str(channel), ts), None) is None:
+                return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _conversations_open(self, body: dict) -> dict:
+        """A DM with one user: the same D… id every time for the same user."""
+        users = str(body.get("users") or "")
+        if not users or "," in users:
+            return {"ok": False, "error": "users_list_not_supplied" if not users else "not_allowed"}
+        return {"ok": True, "channel": {"id": "D" + users.lstrip("UW"), "is_im": True}}
+
+    def _get_upload_url(self, body: dict) -> dict:
+        """https://docs.slack.dev/reference/methods/files.getUploadURLExternal: filename
+        and length (bytes) are required; answers an upload_url and a file_id."""
+        filename, length = body.get("filename"), str(body.get("length", ""))
+        if not filename or not length.isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+        with self._cond:
+            self._uploads[file_id] = {"id": file_id, "filename": filename, "length": int(length)}
+        return {
+            "ok": True,
+            "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}",
+            "file_id": file_id,
+        }
+
+    def _complete_upload(self, body: dict) -> dict:
+        """https://docs.slack.dev/reference/methods/files.completeUploadExternal: `files` is
+        a JSON array of {id, title}; every id must have been uploaded; shares the files to
+        channel_id (and thread_ts) with initial_comment."""
+        files = body.get("files")
+        if isinstance(files, str):  # form fields that look like JSON arrive decoded already
+            try:
+                files = json.loads(files)
+            except ValueError:
+                return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        if body.get("thread_ts") and not body.get("channel_id"):
+            return {"ok": False, "error": "invalid_arguments"}
+        shared = []
+        with self._cond:
+            for item in files:
+                upload = self._uploads.get(str((item or {}).get("id")))
+                if upload is None or not upload.get("uploaded"):
+                    return {"ok": False, "error": "file_not_found"}
+                upload |= {
+                    "title": item.get("title") or upload["filename"],
+                    "channel": body.get("channel_id"),
+                    "thread_ts": body.get("thread_ts"),
+                    "initial_comment": body.get("initial_comment"),
+                    "shared": True,
+                }
+                shared.append(
+                    {"id": upload["id"], "title": upload["title"], "name": upload["filename"]}
+                )
+        return {"ok": True, "files": shared}
+
+    def _views_open(self, body: dict) -> dict:
+        if not body.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = body.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            return {"ok": False, "error": "invalid_arguments"}
+        for block in view.get("blocks") or []:
+            problem = message_problem({"blocks": [block]})
+            if problem:
+                return {"ok": False, "error": problem[0]}
+        return {"ok": True, "view": {"id": f"V{uuid.uuid4().hex[:8].upper()}", **view}}
 
     def _connections_open(self, body: dict) -> dict:
         return {"ok": True, "url": self._socket_mode.issue_url()}
@@ -489,7 +603,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = parse_body(headers.get("content-type", ""), raw, parts.query)
         api_method = parts.path.removeprefix("/api/")
         response_key = parts.path.removeprefix("/response/")
-        if parts.path.startswith("/api/") and api_method:
+        if parts.path.startswith("/upload/"):
+            file_id = parts.path.removeprefix("/upload/")
+            reply = self.server.slack.handle_upload(file_id, raw, headers)
+        elif parts.path.startswith("/api/") and api_method:
             reply = self.server.slack.handle_api(api_method, body, headers)
         elif parts.path.startswith("/response/") and response_key:
             reply = self.server.slack.handle_response_url(response_key, body, headers)

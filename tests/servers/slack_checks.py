@@ -41,7 +41,28 @@ def block_problem(block: Any) -> str | None:
         return f"{block['type']} block needs at least one element"
     if block["type"] == "header" and (block.get("text") or {}).get("type") != "plain_text":
         return "header text must be plain_text"
+    if block["type"] == "table":
+        return _table_problem(block)
     return _text_object_problem(block)
+
+
+def _table_problem(block: dict) -> str | None:
+    """The table block's documented limits: 1 to 100 rows of at most 20 cells, each cell
+    raw_text, raw_number or rich_text (https://docs.slack.dev/reference/block-kit/blocks/table-block)."""
+    rows = block.get("rows")
+    if not isinstance(rows, list) or not 1 <= len(rows) <= 100:
+        return "table needs 1 to 100 rows"
+    for row in rows:
+        if not isinstance(row, list) or not 1 <= len(row) <= 20:
+            return "a table row holds 1 to 20 cells"
+        for cell in row:
+            if not isinstance(cell, dict):
+                return "a table cell must be an object"
+            if cell.get("type") not in ("raw_text", "raw_number", "rich_text"):
+                return f"unknown table cell type {cell.get('type')!r}"
+            if cell["type"] == "raw_text" and not isinstance(cell.get("text"), str):
+                return "a raw_text cell needs text"
+    return None
 
 
 def _text_object_problem(node: Any) -> str | None:
@@ -73,6 +94,8 @@ def message_problem(body: dict) -> tuple[str, str] | None:
         problem = block_problem(block)
         if problem:
             return "invalid_blocks", f"blocks[{index}]: {problem}"
+    if sum(isinstance(b, dict) and b.get("type") == "table" for b in blocks) > 1:
+        return "invalid_blocks", "only one table block is allowed per message"
     return None
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from bot.ngrok.models import Action, TunnelSession
 from bot.slack import blocks as bk
 
@@ -38,3 +41,26 @@ def session_summary(session: TunnelSession, metadata_limit: int = 200) -> str:
 
 
 # --- the list ------------------------------------------------------------------------------
+
+
+_HOST_KEYS = ("host", "hostname", "name")
+_HOST_PAIR = re.compile(r"(?:^|[\s,;])(?:host|hostname|name)=([^\s,;]+)", re.IGNORECASE)
+
+
+def agent_name(metadata: str) -> str | None:
+    """The host name an agent's metadata gives, raw (callers escape): JSON keys host,
+    hostname or name, else `host=…` pairs; None when it gives none."""
+    if not metadata:
+        return None
+    try:
+        parsed = json.loads(metadata)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        for key in _HOST_KEYS:
+            value = parsed.get(key)
+            if isinstance(value, str | int) and str(value).strip():
+                return str(value).strip()
+        return None
+    match = _HOST_PAIR.search(metadata)
+    return match.group(1).strip("\"'") if match else None

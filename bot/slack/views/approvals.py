@@ -19,6 +19,7 @@ from bot.slack.ids import (
     ACTION_CANCEL,
     ACTION_TWO_PERSON_APPROVE,
     ACTION_TWO_PERSON_DENY,
+    VIEW_DECISION_REASON,
 )
 from bot.slack.views.agent_text import OP_EFFECT, OP_LABEL, session_summary
 from bot.state.requests import TwoPersonRequest
@@ -28,12 +29,6 @@ _PAST: dict[Action, str] = {
     "restart": "Restarted",
     "update": "Started the update of",
     "stop": "Stopped",
-}
-WORKING = "working"  # the block id of a message that its answer will replace
-_RUNNING: dict[Action, str] = {
-    "restart": "Restarting",
-    "update": "Updating",
-    "stop": "Stopping",
 }
 _AFTER: dict[Action, str] = {
     "restart": "The agent will come back with a new session id.",
@@ -101,12 +96,6 @@ def render_approval_prompt(
         )
     )
     return bk.message(f"{label} agent {session.id}? Approve or cancel.", blocks)
-
-
-def render_running(op: Action, session_id: str) -> dict[str, Any]:
-    """Replaces the prompt the moment Approve is accepted, so nobody clicks it again."""
-    text = f":hourglass_flowing_sand: {_RUNNING[op]} {bk.code_span(session_id, 60)}…"
-    return bk.message(f"{_RUNNING[op]} {session_id}…", [bk.section(text, block_id=WORKING)])
 
 
 def render_action_result(
@@ -178,6 +167,7 @@ def render_two_person_request(
     detail: str = "",
     elapsed_seconds: float | None = None,
     approvers: Sequence[str] = (),
+    reason: str = "",
 ) -> dict[str, Any]:
     """The public request, edited in place as it moves on. `actor_id` is whoever approved
     or denied it; `detail` the error for `failed`; `approvers` (configured user and group
@@ -194,7 +184,7 @@ def render_two_person_request(
         "done": f":white_check_mark: Approved by {actor}; done{took}. {_AFTER[op]}".strip(),
         "failed": f":x: Approved by {actor}; failed{took}: "
         + bk.clip(detail or "ngrok gave no reason", 1000),
-        "denied": f":no_entry_sign: Denied by {actor}; nothing was changed.",
+        "denied": _denied_line(request, actor_id, reason),
         "expired": ":hourglass: Expired before anyone approved it; nothing was changed.",
     }[state]
     blocks = [
@@ -218,6 +208,111 @@ def render_two_person_request(
     return bk.message(f"{label} of {session.id}: {state}", blocks)
 
 
+def _denied_line(request: TwoPersonRequest, actor_id: str | None, reason: str) -> str:
+    actor = bk.user_mention(actor_id) if actor_id else "someone"
+    because = f" Reason: {bk.clip(bk.one_line(reason), 500)}" if reason.strip() else ""
+    if actor_id and actor_id == request.requester:
+        return f":leftwards_arrow_with_hook: Withdrawn by {actor}; nothing was changed.{because}"
+    return f":no_entry_sign: Denied by {actor}; nothing was changed.{because}"
+
+
+NoticeState = Literal["running", "done", "failed", "denied", "expired"]
+
+
+def render_requester_notice(
+    request: TwoPersonRequest,
+    state: NoticeState,
+    *,
+    actor_id: str | None = None,
+    reason: str = "",
+    detail: str = "",
+) -> dict[str, Any]:
+    """What the requester of a two-person request is told privately at each outcome."""
+    op, target = request.action, bk.code_span(request.session.id, 60)
+    actor = bk.user_mention(actor_id) if actor_id else "someone"
+    because = f" Reason: {bk.clip(bk.one_line(reason), 500)}" if reason.strip() else ""
+    text = {
+        "running": f":hourglass_flowing_sand: {actor} approved your request to {op} {target}; "
+        "it is running now.",
+        "done": f":white_check_mark: Your request to {op} {target} ran: done. {_AFTER[op]}".strip(),
+        "failed": f":x: Your request to {op} {target} was approved but failed: "
+        + bk.clip(detail or "ngrok gave no reason", 1000),
+        "denied": f":no_entry_sign: {actor} denied your request to {op} {target}; nothing was "
+        f"changed.{because}",
+        "expired": f":hourglass: Your request to {op} {target} expired before anyone approved "
+        f"it; nothing was changed. Ask again with `{op} {bk.clip(request.session.id, 60)}`.",
+    }[state]
+    fallback = f"Your request to {op} {request.session.id}: {state}"
+    return bk.message(fallback, [bk.section(text)])
+
+
+REASON_BLOCK = "reason"
+REASON_ACTION = "reason"
+MAX_REASON = 500
+
+
+def render_reason_modal(
+    request: TwoPersonRequest, *, withdrawing: bool, private_metadata: str
+) -> dict[str, Any]:
+    """The modal a denier (or the requester, withdrawing) gives a reason in. The reason is
+    optional: a denial must never be blocked on typing one."""
+    op, sid = request.action, request.session.id
+    title = "Withdraw request" if withdrawing else "Deny request"
+    target = f"*{op}* {bk.code_span(sid, 60)}"
+    who = "your" if withdrawing else f"{bk.user_mention(request.requester)}'s"
+    question = f"{'Withdraw' if withdrawing else 'Deny'} {who} request to {target}?"
+    return {
+        "type": "modal",
+        "callback_id": VIEW_DECISION_REASON,
+        "private_metadata": private_metadata,
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": "Withdraw" if withdrawing else "Deny"},
+        "close": {"type": "plain_text", "text": "Back"},
+        "blocks": [
+            bk.section(question),
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Reason (goes into the record)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_ACTION,
+                    "multiline": True,
+                    "max_length": MAX_REASON,
+                },
+            },
+        ],
+    }
+
+
 def render_cancelled() -> dict[str, Any]:
     text = "Cancelled; nothing was changed."
     return bk.message(text, [bk.section(text)])
+
+
+def used_sentence(op: Action, session_id: str, use: str | None) -> str:
+    """Why a prompt's button no longer works: what its token was already used for."""
+    if use == "cancelled":
+        return (
+            f"This {op} was cancelled, so it will not run. Ask again with `{op} {session_id}` "
+            "for a new prompt."
+        )
+    if use == "sent":
+        return (
+            f"This {op} was sent to a second person for approval; follow the request in the "
+            "channel, or withdraw it there."
+        )
+    return f"This {op} was already approved once; it does not run twice."
+
+
+def cancel_too_late_sentence(use: str | None) -> str:
+    """Cancel on a prompt whose token was already used."""
+    if use == "cancelled":
+        return "This request was already cancelled; nothing to cancel."
+    if use == "sent":
+        return (
+            "This request was already sent for approval; nothing to cancel here. Withdraw it "
+            "on the request in the channel."
+        )
+    return "This request was already approved; nothing to cancel."

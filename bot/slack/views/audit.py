@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.slack import blocks as bk
+from bot.slack.views.agent_text import agent_name
 
 _AUDIT_DETAIL = 200
 
@@ -39,20 +40,70 @@ def render_audit(entries: Sequence[Mapping[str, Any]], *, title: str = "") -> di
 
 
 def _audit_line(entry: Mapping[str, Any]) -> str:
+    """`<date> · <sentence>`: when first, then who did what to which agent, and how it ended."""
     when = _audit_time(entry.get("ts"))
-    parts = [
-        bk.date_token(when) if when else "?",
-        bk.user_mention(str(entry.get("actor") or "")),
-        f"*{bk.clip(str(entry.get('action') or entry.get('event') or '?'), 40)}*",
-    ]
-    if entry.get("session_id"):
-        parts.append(bk.code_span(str(entry["session_id"]), 60))
-    if entry.get("outcome"):
-        parts.append(f"→ {bk.clip(str(entry['outcome']), 40)}")
-    line = " ".join(parts)
-    if entry.get("detail"):
-        line += f": {bk.clip(bk.one_line(str(entry['detail'])), _AUDIT_DETAIL)}"
-    return line
+    return f"{bk.date_token(when) if when else 'At an unknown time'} · {audit_sentence(entry)}"
+
+
+_PAST = {"restart": "restarted", "stop": "stopped", "update": "started the update of"}
+
+
+def _agent(entry: Mapping[str, Any]) -> str:
+    """The agent by host name first (from its metadata), then its session id."""
+    sid = entry.get("session_id")
+    host = agent_name(str(entry.get("metadata") or ""))
+    ident = bk.code_span(str(sid), 60) if sid else ""
+    if host and ident:
+        return f"*{bk.clip(bk.one_line(host), 60)}* ({ident})"
+    if host:
+        return f"*{bk.clip(bk.one_line(host), 60)}*"
+    return f"agent {ident}" if ident else "an agent"
+
+
+_RECOVERED = {"ok": "it took effect", "unknown": "outcome unknown"}
+
+
+def audit_sentence(entry: Mapping[str, Any]) -> str:
+    """One record as a sentence of escaped mrkdwn: who, what, which agent, how it ended."""
+    event = str(entry.get("event") or entry.get("outcome") or "")
+    op = bk.clip(str(entry.get("action") or "act on"), 20)
+    noun = bk.clip(str(entry.get("action") or "action"), 20)
+    who = bk.user_mention(str(entry.get("actor") or "")) if entry.get("actor") else "The bot"
+    requester = entry.get("requester")
+    by = (
+        f" (asked by {bk.user_mention(str(requester))})"
+        if requester and requester != entry.get("actor")
+        else ""
+    )
+    asker = bk.user_mention(str(requester)) if requester else who
+    agent = _agent(entry)
+    detail = bk.clip(bk.one_line(str(entry.get("detail") or "")), _AUDIT_DETAIL)
+    reason = f" Reason: {detail}" if detail else ""
+    took = (
+        f" in {bk.format_elapsed(entry['duration_ms'] / 1000)}"
+        if isinstance(entry.get("duration_ms"), int | float)
+        else ""
+    )
+    follow = " to finish the update" if entry.get("follows") == "update" else ""
+    sentences = {
+        "requested": f"{who} asked to {op} {agent}.",
+        "approval_requested": f"{who} asked a second person to approve a {noun} of {agent}.",
+        "approved": f"{who} approved the {noun} of {agent}{by}.",
+        "denied": f"{who} denied the {noun} of {agent}{by}; nothing was changed.{reason}",
+        "withdrawn": f"{who} withdrew the request to {op} {agent}; nothing was changed.{reason}",
+        "expired": f"{asker}'s request to {op} {agent} expired before anyone approved it; "
+        "nothing was changed.",
+        "cancelled": f"{who} cancelled the {noun} of {agent}; nothing was changed.",
+        "executed": f"{who} {_PAST.get(op, op)} {agent}{follow}{by}: done{took}.",
+        "failed": f"{who} tried to {op} {agent}{follow}{by}: failed{took}.{reason}",
+        "refused": f"{who} was refused a {noun} of {agent}.{reason}",
+        "recovered": f"After a restart of the bot, the {noun} of {agent}{by} was resolved: "
+        f"{_RECOVERED.get(str(entry.get('outcome')), 'outcome unknown')}.{reason}",
+    }
+    if event in sentences:
+        return sentences[event]
+    outcome = bk.clip(str(entry.get("outcome") or event or "recorded"), 40)
+    return f"{who}: {bk.clip(event, 40)} {op} {agent} ({outcome}).{reason}"
 
 
 def _audit_time(value: Any) -> datetime | None:
@@ -72,34 +123,9 @@ def _audit_time(value: Any) -> datetime | None:
     return None
 
 
-EVENT_VERBS = {
-    "requested": "asked to",
-    "approval_requested": "asked a second person to approve:",
-    "approved": "approved:",
-    "denied": "denied:",
-    "withdrawn": "withdrew the request to",
-    "expired": "expired:",
-    "cancelled": "cancelled:",
-    "executed": "ran",
-    "failed": "failed to",
-    "refused": "was refused:",
-    "recovered": "(after a restart of the bot) resolved:",
-}
-
-
 def render_audit_line(entry: Mapping[str, Any]) -> str:
-    """A one-line mrkdwn summary; every value is escaped because metadata is untrusted."""
-    actor = entry.get("actor") or "?"
-    verb = EVENT_VERBS.get(str(entry.get("event")), str(entry.get("event")))
-    parts = [
-        f"<@{bk.escape(str(actor))}> {bk.escape(verb)} *{bk.escape(str(entry.get('action', '')))}*"
-    ]
-    if entry.get("session_id"):
-        parts.append(f"`{bk.escape(str(entry['session_id']))}`")
+    """The audit channel's line: the same sentence, with the account when there is one."""
+    line = audit_sentence(entry)
     if entry.get("account"):
-        parts.append(f"(account {bk.escape(str(entry['account']))})")
-    if entry.get("detail"):
-        parts.append(f"— {bk.clip(str(entry['detail']), 500)}")
-    if entry.get("duration_ms") is not None:
-        parts.append(f"in {entry['duration_ms'] / 1000:.1f} s")
-    return " ".join(parts)
+        line += f" (account {bk.clip(str(entry['account']), 60)})"
+    return line

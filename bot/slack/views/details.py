@@ -9,14 +9,15 @@ from typing import Any, Literal
 
 from bot.ngrok.models import (
     ACTIONS,
+    Action,
     Endpoint,
     TunnelSession,
     unsupported_reason,
 )
 from bot.slack import blocks as bk
 from bot.slack.blocks import ButtonContext
-from bot.slack.ids import ACTION_REQUEST
-from bot.slack.views.agent_text import FIELD_LIMIT, OP_EFFECT, OP_LABEL
+from bot.slack.ids import ACTION_REQUEST, ACTION_SHARE
+from bot.slack.views.agent_text import FIELD_LIMIT, OP_EFFECT, OP_LABEL, agent_name
 
 
 def render_session_detail(
@@ -25,10 +26,30 @@ def render_session_detail(
     *,
     now: datetime,
     context: ButtonContext,
+    allowed: Sequence[Action] = ACTIONS,
+    rights: str = "",
+    shared_by: str | None = None,
 ) -> dict[str, Any]:
-    top = [bk.header(f"ngrok agent {session.id}"), _fact_fields(session, now)]
-    bottom = [_endpoints_block(endpoints), *_op_blocks(session, context)]
-    bottom.append(bk.context("Every action asks for approval before it runs."))
+    """`allowed` are the actions this user may ask for here (bot.policy.actions_for): only
+    those get a button, and `rights` says once how to get more. The public copy
+    (`shared_by`, Post to channel) shows no buttons: whoever reads it has other rights."""
+    name = agent_name(session.metadata)
+    title = f"ngrok agent {name} ({session.id})" if name else f"ngrok agent {session.id}"
+    top = [bk.header(title), _fact_fields(session, now)]
+    bottom = [_endpoints_block(endpoints)]
+    if shared_by:
+        bottom.append(bk.context(f"Posted by {bk.user_mention(shared_by)}"))
+    else:
+        ops = _op_blocks(session, context, allowed)
+        bottom += ops
+        share = bk.button(
+            "Post to channel", ACTION_SHARE, bk.button_value_for("details", session.id, context)
+        )
+        bottom.append(bk.actions([share], "share"))
+        if rights:
+            bottom.append(bk.context(bk.escape(rights)))
+        if any(b.get("accessory") for b in ops):
+            bottom.append(bk.context("Every action asks for approval before it runs."))
     budget = (
         bk.MAX_MESSAGE_TEXT - bk.text_length(top) - bk.text_length(bottom) - 200
     )  # room for the metadata heading and the code-block fences
@@ -109,11 +130,13 @@ def _endpoints_block(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     return bk.section(f"*Endpoints ({len(endpoints)})*\n" + "\n".join(lines))
 
 
-def _op_blocks(session: TunnelSession, context: ButtonContext) -> list[dict[str, Any]]:
-    """One section per action: the button with what it does, or why it is not offered.
-    Separate blocks keep the ACTION_REQUEST ids unique within each block."""
+def _op_blocks(
+    session: TunnelSession, context: ButtonContext, allowed: Sequence[Action]
+) -> list[dict[str, Any]]:
+    """One section per action this user may ask for here: the button with what it does,
+    or why the agent cannot do it. Separate blocks keep the ACTION_REQUEST ids unique."""
     result = []
-    for op in ACTIONS:
+    for op in (a for a in ACTIONS if a in allowed):
         reason = unsupported_reason(op, session)
         if reason:
             result.append(bk.section(reason, block_id=f"op_{op}"))

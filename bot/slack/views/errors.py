@@ -17,3 +17,8 @@ def render_error(sentence: str, usage: str | None = None) -> dict[str, Any]:
 
 
 SORRY = "Something went wrong on the ngrok-ops side; it has been logged. Please try again."
+
+
+def render_notice(sentence: str) -> dict[str, Any]:
+    """A short confirmation (not an error): one escaped sentence."""
+    return bk.message(sentence, [bk.section(f":white_check_mark: {bk.clip(sentence, 2000)}")])

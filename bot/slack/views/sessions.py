@@ -10,21 +10,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from bot.ngrok.models import (
-    TunnelSession,
-    supported_actions,
-)
+from bot.ngrok.models import TunnelSession
 from bot.slack import blocks as bk
 from bot.slack.blocks import ButtonContext, ButtonValue
-from bot.slack.ids import ACTION_DETAILS, ACTION_PAGE, ACTION_REQUEST
-from bot.slack.views.agent_text import OP_LABEL, session_facts
+from bot.slack.ids import ACTION_DETAILS, ACTION_EXPORT, ACTION_PAGE, ACTION_SHARE
+from bot.slack.views.agent_text import agent_name, session_facts
 
-_ROW_METADATA = 240
 _SUMMARY_TOP = 5
-# Header, summary, filter line, two page-button rows and one note; each session takes two.
-_FIXED_LIST_BLOCKS = 6
+# One page shows at most this many agents: a table holds 100 rows, a select 100 options.
+LIST_PAGE_MAX = 100
+Layout = Literal["table", "sections"]
+# Where a table cannot go, each row is one section with a Details button: the frame takes
+# at most 8 blocks, so 42 rows fit the 50-block limit.
+_FIXED_LIST_BLOCKS = 8
+_TABLE_COLUMNS = ("#", "Agent", "Session", "Region", "OS", "Version", "Up")
+_CELL = 40  # characters of one table cell (escaped)
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,14 @@ class SessionListPage:
     `query_text` is the filter as text that parses back to the query
     (`SessionQuery.describe()`); Page buttons carry it with a cursor so a click re-runs the
     same query. Cursors are opaque to the renderer: None means no such button, and
-    `newer_cursor=""` means "the first page". If the query text is too long for a button
-    value, the page says so and offers no Page buttons instead of cutting the query.
+    `newer_cursor=""` means "the first page"; `cursor` is this page's own (for Post to
+    channel). If the query text is too long for a button value, the page says so and offers
+    no Page buttons instead of cutting the query.
+
+    `requested` is the `limit=` asked for; `fleet_online` (everything online in the account)
+    and `suggestions` (existing values close to the filters) are set when filters matched
+    nothing; `rights_note` is one sentence on how to get the rights to act, empty when the
+    user may act here; `shared_by` marks the public copy of a list.
     """
 
     sessions: Sequence[TunnelSession]
@@ -47,20 +55,37 @@ class SessionListPage:
     older_cursor: str | None = None
     newer_cursor: str | None = None
     first_index: int = 0
+    requested: int = 20
+    cursor: str = ""
+    fleet_online: int | None = None
+    suggestions: Sequence[str] = ()
+    rights_note: str = ""
+    shared_by: str | None = None
 
 
-def max_sessions_per_message() -> int:
-    """The most sessions one list message can show by block count alone."""
-    return (bk.MAX_BLOCKS - _FIXED_LIST_BLOCKS) // 2
+def max_sessions_per_message(layout: Layout = "table") -> int:
+    """The most sessions one list message can show by block (or table row) count alone."""
+    if layout == "table":
+        return LIST_PAGE_MAX
+    return bk.MAX_BLOCKS - _FIXED_LIST_BLOCKS
 
 
-def sessions_that_fit(page: SessionListPage, *, now: datetime, context: ButtonContext) -> int:
-    """How many of `page.sessions` fit into one message (blocks and text); the caller pages
+def sessions_that_fit(
+    page: SessionListPage, *, now: datetime, context: ButtonContext, layout: Layout = "table"
+) -> int:
+    """How many of `page.sessions` fit into one message (rows and text); the caller pages
     with this so the cursor for "Older" starts right after the last one shown."""
-    budget = bk.MAX_MESSAGE_TEXT - bk.text_length(_list_frame(page, context, shown=0)) - 400
+    budget = bk.MAX_MESSAGE_TEXT - bk.text_length(_list_frame(page, context, shown=0)) - 600
+    if layout == "table":
+        budget -= bk.text_length([_table([], now)])
     count = 0
-    for session in page.sessions[: max_sessions_per_message()]:
-        budget -= bk.text_length(_session_row(session, count, now, context))
+    for session in page.sessions[: max_sessions_per_message(layout)]:
+        if layout == "table":
+            cost = sum(len(c["text"]) for c in _table_row(session, count, page, now))
+            cost += len(_option_label(session, count, page))
+        else:
+            cost = bk.text_length([_section_row(session, count, page, now, context)])
+        budget -= cost
         if budget < 0:
             break
         count += 1
@@ -68,39 +93,63 @@ def sessions_that_fit(page: SessionListPage, *, now: datetime, context: ButtonCo
 
 
 def render_session_list(
-    page: SessionListPage, *, now: datetime, context: ButtonContext
+    page: SessionListPage, *, now: datetime, context: ButtonContext, layout: Layout = "table"
 ) -> dict[str, Any]:
-    shown = sessions_that_fit(page, now=now, context=context)
+    shown = sessions_that_fit(page, now=now, context=context, layout=layout)
     frame = _list_frame(page, context, shown)
-    rows = [
-        b for i, s in enumerate(page.sessions[:shown]) for b in _session_row(s, i, now, context)
-    ]
-    blocks = frame[:3] + rows + frame[3:]
-    left_out = len(page.sessions) - shown
-    if left_out:
-        blocks.append(
-            bk.context(
-                f"{left_out} more session(s) on this page did not fit into one Slack message; "
-                "narrow the filters to see them."
-            )
-        )
+    visible = page.sessions[:shown]
+    body: list[dict[str, Any]] = []
+    if visible and layout == "table":
+        body = [_table(visible, now, page), _pick_block(visible, page, context)]
+    elif visible:
+        body = [_section_row(s, i, page, now, context) for i, s in enumerate(visible)]
+    blocks = frame[:3] + body + frame[3:]
+    note = _fewer_note(page, shown)
+    if note:
+        blocks.append(bk.context(note))
+    if page.rights_note and not page.shared_by:
+        blocks.append(bk.context(bk.escape(page.rights_note)))
+    if page.shared_by:
+        blocks.append(bk.context(f"Posted by {bk.user_mention(page.shared_by)}"))
     filters = f" matching {page.query_text}" if page.query_text else ""
-    fallback = f"{page.total_online} ngrok agents online; showing {shown}{filters}"
+    if not page.sessions and page.fleet_online is not None:
+        fallback = f"No agents matched {page.query_text}; {page.fleet_online} online in all"
+    else:
+        fallback = f"{page.total_online} ngrok agents online; showing {shown}{filters}"
     return bk.message(fallback, blocks)
+
+
+def _fewer_note(page: SessionListPage, shown: int) -> str:
+    """Says when the page shows fewer agents than `limit=` asked for, and why."""
+    remaining = page.total_online - page.first_index
+    wanted = min(page.requested, remaining)
+    if shown >= wanted or not page.sessions:
+        return ""
+    if shown < len(page.sessions):
+        why = "the rest did not fit into one Slack message"
+    else:
+        why = f"one page holds up to {LIST_PAGE_MAX} agents"
+    rest = "use *Older ▶* for the next page, or *Export* for the whole list as CSV"
+    return f"Showing {shown} of the {wanted} asked for: {why}; {rest}."
 
 
 def _list_frame(page: SessionListPage, context: ButtonContext, shown: int) -> list[dict[str, Any]]:
     """Header, summary and filter line (first three), then the footer blocks."""
     noun = "agent" if page.total_online == 1 else "agents"
-    head = [bk.header(f"{page.total_online} ngrok {noun} online"), _summary_block(page)]
+    if not page.sessions and page.fleet_online is not None and page.query_text:
+        title = "No agents match these filters"
+    else:
+        title = f"{page.total_online} ngrok {noun} online"
+    head = [bk.header(title), _summary_block(page)]
     filters = f"Filters: {bk.code_span(page.query_text, 500)}" if page.query_text else "No filters"
     if shown:
         first = page.first_index + 1
         filters += f" · showing {first} to {page.first_index + shown}"
     head.append(bk.context(filters))
+    tail = _page_buttons(page, context)
     if not page.sessions:  # local filters may empty a page that still has older ones
-        return [*head, _empty_block(page), *_page_buttons(page, context)]
-    return head + _page_buttons(page, context)
+        return [*head, _empty_block(page), *tail]
+    return head + _list_buttons(page, context) + tail
 
 
 def _summary_block(page: SessionListPage) -> dict[str, Any]:
@@ -113,7 +162,11 @@ def _summary_block(page: SessionListPage) -> dict[str, Any]:
         )
         if counts
     ]
-    return bk.context(" · ".join(parts) if parts else "No agents are connected right now.")
+    if parts:
+        return bk.context(" · ".join(parts))
+    if page.query_text:
+        return bk.context("Nothing matched the filters.")
+    return bk.context("No agents are connected right now.")
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -125,14 +178,40 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 
 def _empty_block(page: SessionListPage) -> dict[str, Any]:
-    if page.query_text:
-        text = (
-            f"No sessions match {bk.code_span(page.query_text, 500)}. "
-            "Remove some filters, or list everything with `sessions`."
-        )
-    else:
-        text = "No agents are online in this ngrok account."
+    if not page.query_text:
+        return bk.section("No agents are online in this ngrok account.", block_id="empty")
+    text = f"No agents match {bk.code_span(page.query_text, 500)}."
+    if page.fleet_online is not None:
+        noun = "agent is" if page.fleet_online == 1 else "agents are"
+        text += f" {page.fleet_online} {noun} online in this account."
+    if page.suggestions:
+        close = ", ".join(bk.code_span(s, 80) for s in page.suggestions[:6])
+        text += f"\nClosest existing values: {close}."
+    text += "\nRemove some filters, or list everything with `sessions`."
     return bk.section(text, block_id="empty")
+
+
+def _list_buttons(page: SessionListPage, context: ButtonContext) -> list[dict[str, Any]]:
+    """Export (the whole matching list as CSV) and Post to channel (this page, public)."""
+    if page.shared_by:
+        return []
+
+    def value(cursor: str) -> str:
+        return bk.encode_button_value(
+            ButtonValue(
+                "page", "", context.channel_id, context.thread_ts or "", page.query_text, cursor
+            ),
+            key=context.key,
+        )
+
+    try:
+        elements = [
+            bk.button("Export CSV", ACTION_EXPORT, value("")),
+            bk.button("Post to channel", ACTION_SHARE, value(page.cursor)),
+        ]
+    except ValueError:
+        return []  # the page buttons below already say that the query is too long
+    return [bk.actions(elements, "list_actions")]
 
 
 def _page_buttons(page: SessionListPage, context: ButtonContext) -> list[dict[str, Any]]:
@@ -161,36 +240,83 @@ def _page_buttons(page: SessionListPage, context: ButtonContext) -> list[dict[st
     return result
 
 
-def _session_row(
-    session: TunnelSession, index: int, now: datetime, context: ButtonContext
+def _cell(text: str) -> dict[str, Any]:
+    """A raw_text table cell from untrusted text: escaped like every other text, cut."""
+    return {"type": "raw_text", "text": bk.clip(bk.one_line(text), _CELL) or "-"}
+
+
+def _table_row(
+    session: TunnelSession, index: int, page: SessionListPage, now: datetime
 ) -> list[dict[str, Any]]:
+    number = page.first_index + index + 1
+    version = session.agent_version or ("ssh" if session.is_ssh else "?")
+    return [
+        _cell(str(number)),
+        _cell(agent_name(session.metadata) or "-"),
+        _cell(session.id),
+        _cell(session.region or "?"),
+        _cell(session.os or ("ssh" if session.is_ssh else "?")),
+        _cell(version),
+        _cell(bk.format_duration(session.uptime(now))),
+    ]
+
+
+def _table(
+    sessions: Sequence[TunnelSession], now: datetime, page: SessionListPage | None = None
+) -> dict[str, Any]:
+    """Slack's table block: a header row and one row per agent (raw_text cells)."""
+    rows = [[_cell(c) for c in _TABLE_COLUMNS]]
+    if page is not None:
+        rows += [_table_row(s, i, page, now) for i, s in enumerate(sessions)]
+    return {
+        "type": "table",
+        "block_id": "agents",
+        "column_settings": [{"is_wrapped": False}, {"is_wrapped": True}],
+        "rows": rows,
+    }
+
+
+def _option_label(session: TunnelSession, index: int, page: SessionListPage) -> str:
+    name = agent_name(session.metadata)
+    number = page.first_index + index + 1
+    return f"{number}. {name} ({session.id[-8:]})" if name else f"{number}. {session.id}"
+
+
+def _pick_block(
+    sessions: Sequence[TunnelSession], page: SessionListPage, context: ButtonContext
+) -> dict[str, Any]:
+    """One select listing the agents shown: choosing one opens its details and actions."""
+    options = [
+        {
+            "text": bk.plain(_option_label(s, i, page), bk.MAX_OPTION_TEXT),
+            "value": bk.button_value_for("details", s.id, context, bk.MAX_OPTION_VALUE),
+        }
+        for i, s in enumerate(sessions[:LIST_PAGE_MAX])
+    ]
+    select = {
+        "type": "static_select",
+        "action_id": ACTION_DETAILS,
+        "placeholder": {"type": "plain_text", "text": "Open an agent…"},
+        "options": options,
+    }
+    return bk.actions([select], "pick")
+
+
+def _section_row(
+    session: TunnelSession, index: int, page: SessionListPage, now: datetime,
+    context: ButtonContext,
+) -> dict[str, Any]:  # fmt: skip
+    """The fallback where a table cannot go: one section per agent, Details alongside."""
+    name = agent_name(session.metadata)
+    lead = f"*{bk.clip(name, 60)}* " if name else ""
     text = (
-        f"{bk.code_span(session.id, 60)}  {session_facts(session)}"
-        f" · up {bk.format_duration(session.uptime(now))}"
+        f"{page.first_index + index + 1}. {lead}{bk.code_span(session.id, 60)}  "
+        f"{session_facts(session)} · up {bk.format_duration(session.uptime(now))}"
     )
-    if session.metadata:
-        text += f"\n{bk.code_span(session.metadata, _ROW_METADATA)}"
     details = bk.button(
         "Details", ACTION_DETAILS, bk.button_value_for("details", session.id, context)
     )
-    return [
-        bk.section(text, block_id=f"row{index}"),
-        bk.actions([details, _request_control(session, context)], f"row{index}_actions"),
-    ]
-
-
-def _request_control(session: TunnelSession, context: ButtonContext) -> dict[str, Any]:
-    """A Stop button when that is all the agent allows, else one overflow menu: three
-    buttons with ACTION_REQUEST in one block would repeat an action id."""
-    ops = supported_actions(session)
-    if ops == ("stop",):
-        value = bk.button_value_for("stop", session.id, context)
-        return bk.button("Stop…", ACTION_REQUEST, value, style="danger")
-    options = [
-        (f"{OP_LABEL[op]}…", bk.button_value_for(op, session.id, context, bk.MAX_OPTION_VALUE))
-        for op in ops
-    ]
-    return bk.overflow(ACTION_REQUEST, options)
+    return bk.section(text, accessory=details, block_id=f"row{index}")
 
 
 # --- the detail view -----------------------------------------------------------------------
