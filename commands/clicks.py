@@ -23,9 +23,12 @@ from bot.slack.views.errors import render_error
 from commands.approval import INVALID_BUTTON
 from commands.approve import approve_own_request, cancel_request
 from commands.details import show_session
+from commands.digest import show_outdated
+from commands.home import publish_home
 from commands.request import request_action
 from commands.sessions import turn_page
 from commands.two_person import ask_for_approval, decide
+from commands.watch import show_alert_agents
 
 log = logging.getLogger("ngrok_ops.clicks")
 
@@ -66,6 +69,8 @@ TOKEN_CLICKS: dict[str, Callable[[Invocation, Deps, str], None]] = {
     "ask_approval": ask_for_approval,
     "two_person_approve": approve_two_person,
     "two_person_deny": deny_two_person,
+    "alert_agents": show_alert_agents,
+    "update_outdated": show_outdated,
 }
 
 
@@ -74,6 +79,8 @@ def run_click(deps: Deps, payload: dict[str, Any]) -> None:
     kind, raw = str(payload.get("kind")), str(payload.get("value") or "")
     if kind in TOKEN_CLICKS:
         TOKEN_CLICKS[kind](inv, deps, raw)
+        if kind.startswith("two_person") and not inv.channel_id:
+            publish_home(deps, inv.user_id)  # clicked on the Home tab: show the new state
         return
     try:
         # inv.channel_id is the channel Slack's signed payload names (listeners.click_origin).
