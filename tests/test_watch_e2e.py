@@ -150,7 +150,7 @@ def test_one_watcher_per_account_across_two_processes(tmp_path, slack_api, ngrok
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     try:
