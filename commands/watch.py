@@ -42,13 +42,12 @@ from bot.slack.views.errors import render_error
 from bot.state.store import Store
 from bot.watch.cost import cadence
 from bot.watch.diff import Rules, diff
-from bot.watch.model import Agent, ApiProblem, Change, OwnAction, WatchState
+from bot.watch.model import STATE_PREFIX, Agent, ApiProblem, Change, OwnAction, WatchState
 
 log = logging.getLogger("ngrok_ops.watch")
 
 JOB_WATCH = "watch"
 JOB_WATCH_KEEPER = "watch_keeper"
-STATE_PREFIX = "watch:"
 CHAIN_PREFIX = "watch-chain:"
 LOCK_PREFIX = "watch-lock:"
 ALERT_PREFIX = "alert:"

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from bot.ngrok.models import TunnelSession
 
+STATE_PREFIX = "watch:"  # the store key of an account's WatchState: watch:<account>
 METADATA_KEPT = 300  # the watcher keeps this much metadata per agent (names come from it)
 HOST_KEYS = ("host", "hostname", "name", "node", "instance")
 
