@@ -109,6 +109,6 @@ def test_check_says_when_the_fleet_is_too_large_for_the_interval(bot):
     assert [ok for _, ok, _ in _watch_rows(bot.deps.settings)] == [None]  # no scan yet
     agents = {f"ts_{i}": Agent(f"ts_{i}", f"edge-{i}") for i in range(3000)}
     save_state(bot.deps.store, "default", WatchState(scanned_at=1.0, agents=agents), None)
-    ((name, ok, detail),) = _watch_rows(bot.deps.settings)
+    ((_name, ok, detail),) = _watch_rows(bot.deps.settings)
     assert ok is None and "interval stretched from 1 s" in detail
     assert "3000 agents, 30 request(s) per scan" in detail
