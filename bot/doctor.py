@@ -20,9 +20,12 @@ from bot.deps import build_slack_client
 from bot.logs import configure_logging
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.errors import NgrokError, Unauthorized, Unavailable
+from bot.settings.awareness import AlertsConfig
 from bot.settings.env import Settings, SettingsError, load_settings_from_environment
 from bot.state.backends import open_budget_log, open_store
 from bot.state.budget import BudgetLog, SharedBudget
+from bot.watch.cost import cadence
+from bot.watch.model import STATE_PREFIX, WatchState
 
 Row = tuple[str, bool | None, str]  # ok is None for a warning: shown, but not a failure
 
@@ -213,10 +216,61 @@ def check_rows(settings: Settings) -> list[Row]:
     for name in sorted(config.accounts):
         rows.append(_check(f"ngrok account {name!r}", ngrok(name)))
     rows.append(_check("state store", store_checked))
+    rows += _watch_rows(settings)
     rows.append(_check("ngrok budget", budget))
     if settings.redis_url:
         rows.append(_redis_persistence(settings.redis_url))
     return rows
+
+
+def _watch_rows(settings: Settings) -> list[Row]:
+    """One row per watched account: its cadence from the last scan, a warning when the fleet
+    is too large for poll_interval within the watcher's budget share (bot.watch.cost)."""
+    watched = settings.config.alerts
+    if not watched:
+        return []
+    try:
+        opened = open_store(redis_url=settings.redis_url, sqlite_path=settings.state_path)
+    except Exception as error:  # the doctor reports every failure as a row, never a traceback
+        return [("watcher", False, f"{type(error).__name__}: {error}")]
+    rows: list[Row] = []
+    try:
+        for name, cfg in sorted(watched.items()):
+            record = opened.get_request(STATE_PREFIX + name)
+            state = WatchState.from_data(record) if record else None
+            rows.append(_watch_row(settings, name, cfg, state))
+    finally:
+        opened.close()
+    return rows
+
+
+def _watch_row(settings: Settings, name: str, cfg: AlertsConfig, state: WatchState | None) -> Row:
+    label = f"watcher {name!r} (alerts to {cfg.channel})"
+    if state is None or state.scanned_at is None:
+        return (label, None, f"no scan yet; polls every {cfg.poll_interval:g} s once running")
+    pace = cadence(
+        len(state.agents) + len(state.gone),
+        poll_interval=cfg.poll_interval,
+        budget_share=cfg.budget_share,
+        max_requests=settings.ngrok_max_requests,
+        window_seconds=settings.ngrok_window_seconds,
+    )
+    used = pace.requests_per_hour / (pace.allowed_per_minute / cfg.budget_share * 60)
+    detail = (
+        f"{len(state.agents)} agents, {pace.pages} request(s) per scan, every "
+        f"{pace.interval:.0f} s ({pace.requests_per_hour:.0f} requests/h, {used:.0%} of the "
+        f"non-urgent budget)"
+    )
+    if state.problem is not None:
+        return (label, False, f"{state.problem.sentence} (since the scan failed)")
+    if pace.stretched:
+        return (
+            label,
+            None,
+            f"interval stretched from {cfg.poll_interval:g} s: the fleet is too large for it "
+            f"within budget_share {cfg.budget_share:g}; {detail}",
+        )
+    return (label, True, detail)
 
 
 def _redis_persistence(redis_url: str) -> Row:

@@ -139,6 +139,18 @@ def approval_mode_for_request(
     return "self"
 
 
+def accounts_visible_to(config: BotConfig, roles: frozenset[str]) -> list[str]:
+    """The accounts a user may see outside a channel (the App Home, the digest's buttons):
+    a viewer may list any account through a channel bound to it, so all of them."""
+    return sorted(config.accounts) if VIEW in roles else []
+
+
+def may_approve_requests(roles: frozenset[str]) -> bool:
+    """Whether to offer someone other people's two-person requests (checked again at the
+    click by `may_approve`, as in channels)."""
+    return APPROVE in roles
+
+
 def may_read_audit(roles: frozenset[str]) -> Decision:
     """The audit log names people and agents, so it is for those who act or approve."""
     if roles & {OPERATE, APPROVE}:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from slack_bolt import App
@@ -11,7 +12,7 @@ from bot.slack import ids
 from commands import listeners
 from commands.jobs import register_jobs
 
-ACTION_HANDLERS = {
+ACTION_HANDLERS: dict[str, Callable[..., None]] = {
     ids.ACTION_DETAILS: listeners.handle_details,
     ids.ACTION_REQUEST: listeners.handle_request,
     ids.ACTION_PAGE: listeners.handle_page,
@@ -22,6 +23,9 @@ ACTION_HANDLERS = {
     ids.ACTION_ASK_APPROVAL: listeners.handle_ask_approval,
     ids.ACTION_TWO_PERSON_APPROVE: listeners.handle_two_person_approve,
     ids.ACTION_TWO_PERSON_DENY: listeners.handle_two_person_deny,
+    ids.ACTION_ALERT_AGENTS: listeners.handle_alert_agents,
+    ids.ACTION_HOME_REFRESH: listeners.handle_home_refresh,
+    ids.ACTION_UPDATE_OUTDATED: listeners.handle_update_outdated,
 }
 
 
@@ -31,6 +35,7 @@ def register(app: App, deps: Deps) -> None:
     register_jobs(deps)
     app.command(ids.SLASH_COMMAND)(partial(listeners.handle_slash_command, deps=deps))
     app.event("app_mention")(partial(listeners.handle_mention, deps=deps))
+    app.event(ids.EVENT_APP_HOME_OPENED)(partial(listeners.handle_app_home_opened, deps=deps))
     app.shortcut(ids.SHORTCUT_THREAD_SESSIONS)(partial(listeners.handle_thread_shortcut, deps=deps))
     for action_id, handler in ACTION_HANDLERS.items():
         app.action(action_id)(partial(handler, deps=deps))

@@ -23,9 +23,12 @@ from bot.slack.views.errors import render_error
 from commands.approval import INVALID_BUTTON
 from commands.approve import approve_own_request, cancel_request
 from commands.details import show_session
+from commands.digest import show_outdated
+from commands.home import publish_home
 from commands.request import request_action
 from commands.sessions import export_sessions, share_list, turn_page
 from commands.two_person import ask_for_approval, ask_reason, decide
+from commands.watch import show_alert_agents
 
 log = logging.getLogger("ngrok_ops.clicks")
 
@@ -70,10 +73,13 @@ SESSION_CLICKS: dict[str, Callable[[Invocation, Deps, ButtonValue], None]] = {
     "export": open_export,
     "share": open_share,
 }
-TOKEN_CLICKS: dict[str, Callable[[Invocation, Deps, str], None]] = {
+# Clicks whose value the verb reads itself (a signed approval token, an alert's id).
+RAW_CLICKS: dict[str, Callable[[Invocation, Deps, str], None]] = {
     "approve": approve_own_request,
     "cancel": cancel_request,
     "ask_approval": ask_for_approval,
+    "alert_agents": show_alert_agents,
+    "update_outdated": show_outdated,
 }
 # Clicks that also need the click's trigger_id (Deny opens the reason modal with it).
 TRIGGER_CLICKS: dict[str, Callable[[Invocation, Deps, str, str], None]] = {
@@ -85,11 +91,13 @@ TRIGGER_CLICKS: dict[str, Callable[[Invocation, Deps, str, str], None]] = {
 def run_click(deps: Deps, payload: dict[str, Any]) -> None:
     inv = Invocation.from_data(payload["inv"], deps.slack)
     kind, raw = str(payload.get("kind")), str(payload.get("value") or "")
-    if kind in TOKEN_CLICKS:
-        TOKEN_CLICKS[kind](inv, deps, raw)
+    if kind in RAW_CLICKS:
+        RAW_CLICKS[kind](inv, deps, raw)
         return
     if kind in TRIGGER_CLICKS:
         TRIGGER_CLICKS[kind](inv, deps, raw, str(payload.get("trigger_id") or ""))
+        if not inv.channel_id:
+            publish_home(deps, inv.user_id)  # clicked on the Home tab: show the new state
         return
     try:
         # inv.channel_id is the channel Slack's signed payload names (listeners.click_origin).

@@ -22,10 +22,13 @@ from commands.approval import (
     report_successor,
 )
 from commands.clicks import run_click
+from commands.digest import JOB_DIGEST, run_digest
 from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
+from commands.home import JOB_HOME, publish_home
 from commands.recovery import recover_actions
 from commands.router import route, run_mention
 from commands.two_person import deny_with_reason
+from commands.watch import JOB_WATCH, JOB_WATCH_KEEPER, keep_watching, run_watch
 
 log = logging.getLogger("ngrok_ops.jobs")
 
@@ -95,3 +98,9 @@ def register_jobs(deps: Deps) -> None:
     )
     jobs.register(JOB_RECOVER, partial(recover_actions, deps))
     jobs.every_minute(JOB_RECOVER)
+    jobs.register(JOB_WATCH, partial(run_watch, deps))
+    jobs.register(JOB_WATCH_KEEPER, partial(keep_watching, deps))
+    jobs.every_minute(JOB_WATCH_KEEPER)
+    jobs.register(JOB_HOME, lambda payload: publish_home(deps, str(payload["user_id"])))
+    jobs.register(JOB_DIGEST, partial(run_digest, deps))
+    jobs.every_minute(JOB_DIGEST)

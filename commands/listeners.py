@@ -22,6 +22,7 @@ from bot.slack.invocation import Invocation, Placeholder
 from bot.slack.views.approvals import REASON_ACTION, REASON_BLOCK
 from bot.slack.views.errors import render_error
 from commands.grammar import Help, ParseError, parse_command, strip_mention
+from commands.home import JOB_HOME
 from commands.jobs import JOB_CLICK, JOB_COMMAND, JOB_DENY_REASON, JOB_MENTION, JOB_SHORTCUT
 from commands.router import working_message
 
@@ -205,6 +206,37 @@ def handle_two_person_deny(
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
     _enqueue_click("two_person_deny", ack, body, action, respond, client, deps)
+
+
+def handle_alert_agents(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+    client: WebClient, *, deps: Deps,
+) -> None:  # fmt: skip
+    _enqueue_click("alert_agents", ack, body, action, respond, client, deps)
+
+
+def handle_update_outdated(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+    client: WebClient, *, deps: Deps,
+) -> None:  # fmt: skip
+    _enqueue_click("update_outdated", ack, body, action, respond, client, deps)
+
+
+# --- the App Home --------------------------------------------------------------------------------
+
+
+def handle_app_home_opened(ack: Ack, event: dict[str, Any], *, deps: Deps) -> None:
+    """The Home tab opened: a job renders it from the watcher's last scan and publishes it."""
+    ack()
+    if event.get("tab") == "home" and event.get("user"):
+        deps.jobs.submit(JOB_HOME, {"user_id": event["user"]})
+
+
+def handle_home_refresh(ack: Ack, body: dict[str, Any], *, deps: Deps) -> None:
+    ack()
+    user = (body.get("user") or {}).get("id")
+    if user:
+        deps.jobs.submit(JOB_HOME, {"user_id": user})
 
 
 # --- modals ------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ SCOPES_BY_METHOD = {
     "conversations_open": {"im:write"},  # the DM an audit CSV goes to
     "conversations_info": {"channels:read", "groups:read"},
     "usergroups_users_list": {"usergroups:read"},
+    "views_publish": set(),  # the App Home; app_home_opened needs no scope either
 }
 REQUIRED_SCOPES = {"commands", "chat:write", "chat:write.public", "app_mentions:read"}
 REQUIRED_SCOPES |= {"usergroups:read"}
@@ -217,15 +218,25 @@ def test_app_mention_is_subscribed_and_handled(app_and_servers):
     app, _, _ = app_and_servers
     assert "app_mention" in load_manifest()["settings"]["event_subscriptions"]["bot_events"]
     events = [c for kind, c in listener_inventory(app) if kind == "event"]
-    assert events == ["app_mention"]
+    assert events == ["app_mention", ids.EVENT_APP_HOME_OPENED]
     body = {"type": "event_callback", "event": {"type": "app_mention", "text": "hi"}}
+    assert matching_listeners(app, body) == 1
+
+
+def test_app_home_is_enabled_subscribed_and_handled(app_and_servers):
+    app, _, _ = app_and_servers
+    manifest = load_manifest()
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    events = manifest["settings"]["event_subscriptions"]["bot_events"]
+    assert sorted(events) == sorted(["app_mention", ids.EVENT_APP_HOME_OPENED])
+    body = {"type": "event_callback", "event": {"type": "app_home_opened", "tab": "home"}}
     assert matching_listeners(app, body) == 1
 
 
 def test_only_known_listener_kinds_are_registered(app_and_servers):
     app, _, _ = app_and_servers
     kinds = sorted(kind for kind, _ in listener_inventory(app))
-    expected = ["command", "shortcut", "event", "view_submission"]
+    expected = ["command", "shortcut", "event", "event", "view_submission"]
     assert kinds == sorted([*expected, *["action"] * len(ids.ALL_ACTIONS)])
 
 

@@ -18,7 +18,10 @@ from typing import Any, Literal
 
 import yaml
 
-from bot.ngrok.models import ACTIONS, Action, TunnelSession, as_action
+from bot.ngrok.models import ACTIONS, Action, as_action
+from bot.settings.awareness import AlertsConfig, DigestConfig, parse_alerts, parse_digest
+from bot.settings.match import MATCH_KEYS as MATCH_KEYS
+from bot.settings.match import MatchRule, parse_match
 from bot.settings.yaml_lines import YamlReader, join_path, show
 from bot.slack.ids import CONVERSATION_ID_RE, GROUP_ID_RE, USER_ID_RE
 
@@ -39,11 +42,12 @@ TOP_LEVEL_KEYS = (
     "rules",
     "approval_ttl",
     "audit_channel",
+    "alerts",
+    "digest",
 )
-ACCOUNT_KEYS = ("api_key_env", "api_url")
+ACCOUNT_KEYS = ("api_key_env", "api_url", "alerts")
 CHANNEL_KEYS = ("account", "actions")
 RULE_KEYS = ("action", "approval", "match")
-MATCH_KEYS = ("metadata_contains", "regions", "oses", "agent_versions")
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -63,39 +67,10 @@ class Account:
 
 
 @dataclass(frozen=True)
-class MatchRule:
-    """Which sessions a rule applies to. Within a field any value may match; all non-empty
-    fields must match. Empty means every session."""
-
-    metadata_contains: tuple[str, ...] = ()
-    regions: tuple[str, ...] = ()
-    oses: tuple[str, ...] = ()
-    agent_versions: tuple[str, ...] = ()
-
-    @property
-    def is_catch_all(self) -> bool:
-        return not (self.metadata_contains or self.regions or self.oses or self.agent_versions)
-
-    def matches(self, session: TunnelSession) -> bool:
-        """Metadata by case-insensitive substring, region and os case-insensitively, agent
-        version exactly."""
-        metadata = session.metadata.casefold()
-        if self.metadata_contains and not any(
-            part.casefold() in metadata for part in self.metadata_contains
-        ):
-            return False
-        if self.regions and session.region.casefold() not in {r.casefold() for r in self.regions}:
-            return False
-        if self.oses and session.os.casefold() not in {o.casefold() for o in self.oses}:
-            return False
-        return not self.agent_versions or session.agent_version in self.agent_versions
-
-
-@dataclass(frozen=True)
 class ActionRule:
     action: Action
     approval: Literal["self", "two-person"]
-    match: MatchRule = MatchRule()
+    match: MatchRule = field(default_factory=MatchRule)
 
 
 @dataclass(frozen=True)
@@ -116,6 +91,8 @@ class BotConfig:
     approval_ttl_seconds: int
     audit_channel: str | None
     configured: bool  # False for the built-in safe default (no BOT_CONFIG)
+    alerts: Mapping[str, AlertsConfig] = field(default_factory=lambda: MappingProxyType({}))
+    digest: DigestConfig | None = None  # the daily digest (bot/settings/awareness.py)
 
 
 class ConfigError(Exception):
@@ -185,8 +162,9 @@ def _build(
     top = reader.mapping(root, "", TOP_LEVEL_KEYS) or {}
     node = {key: value for key, (_, value) in top.items()}
     roles = _roles(reader, node.get("roles"))
+    account_alerts: dict[str, AlertsConfig | None] = {}
     if "accounts" in top:
-        accounts, declared = _accounts(reader, node["accounts"], env, secrets)
+        accounts, declared = _accounts(reader, node["accounts"], env, secrets, account_alerts)
     else:
         accounts, declared = _implicit_account(reader, env, key_env)
     default_account = _default_account(reader, node.get("default_account"), declared)
@@ -213,7 +191,21 @@ def _build(
         approval_ttl_seconds=DEFAULT_APPROVAL_TTL_SECONDS if ttl is None else ttl,
         audit_channel=audit_channel,
         configured=True,
+        alerts=_frozen(_alerts(reader, node.get("alerts"), accounts, account_alerts)),
+        digest=parse_digest(reader, node["digest"], "digest") if "digest" in node else None,
     )
+
+
+def _alerts(
+    reader: YamlReader,
+    node: yaml.Node | None,
+    accounts: Mapping[str, Account],
+    per_account: Mapping[str, AlertsConfig | None],
+) -> dict[str, AlertsConfig]:
+    """Each account's alerts: its own `alerts:` section, else the top-level one."""
+    default = parse_alerts(reader, node, "alerts") if node is not None else None
+    chosen = {name: per_account.get(name, default) for name in accounts}
+    return {name: alerts for name, alerts in chosen.items() if alerts is not None}
 
 
 def _roles(reader: YamlReader, node: yaml.Node | None) -> dict[str, frozenset[str]]:
@@ -237,7 +229,11 @@ def _roles(reader: YamlReader, node: yaml.Node | None) -> dict[str, frozenset[st
 
 
 def _accounts(
-    reader: YamlReader, node: yaml.Node, env: Mapping[str, str], secrets: set[str]
+    reader: YamlReader,
+    node: yaml.Node,
+    env: Mapping[str, str],
+    secrets: set[str],
+    alerts: dict[str, AlertsConfig | None],
 ) -> tuple[dict[str, Account], set[str]]:
     """Returns the usable accounts and every declared name (so that a reference to a
     broken account is not reported a second time as unknown)."""
@@ -259,6 +255,8 @@ def _accounts(
                 "missing key 'api_key_env' (the environment variable with the API key)",
             )
             continue
+        if "alerts" in fields:
+            alerts[name] = parse_alerts(reader, fields["alerts"][1], f"{path}.alerts")
         env_node = fields["api_key_env"][1]
         env_name = reader.text(env_node, f"{path}.api_key_env")
         api_url = _api_url(reader, fields, path)
@@ -378,7 +376,7 @@ def _rules(reader: YamlReader, node: yaml.Node | None) -> tuple[ActionRule, ...]
                 approval_node, f"{path}.approval", APPROVAL_MODES, "an approval mode"
             )
         match = (
-            _match(reader, fields["match"][1], f"{path}.match")
+            parse_match(reader, fields["match"][1], f"{path}.match")
             if "match" in fields
             else MatchRule()
         )
@@ -414,18 +412,6 @@ def _rule_actions(
         if action is not None:
             actions.append((action, item_node))
     return actions
-
-
-def _match(reader: YamlReader, node: yaml.Node, path: str) -> MatchRule:
-    fields = reader.mapping(node, path, MATCH_KEYS) or {}
-    values: dict[str, tuple[str, ...]] = {}
-    for key, (_, value_node) in fields.items():
-        items = reader.texts(value_node, f"{path}.{key}", allow_blank=key == "metadata_contains")
-        for text, item_node, item_path in items:
-            if not text:
-                reader.problem(item_node, item_path, "an empty text would match every session")
-        values[key] = tuple(text for text, _, _ in items if text)
-    return MatchRule(**values)
 
 
 def _duration(reader: YamlReader, node: yaml.Node | None, path: str) -> int | None:

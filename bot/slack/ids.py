@@ -35,6 +35,14 @@ ACTION_TWO_PERSON_DENY = "ngrok_tp_deny"
 # Modals.
 VIEW_DECISION_REASON = "ngrok_reason"  # the reason a denier or a withdrawing requester gives
 
+# Buttons on alerts, the App Home and the daily digest.
+ACTION_ALERT_AGENTS = "ngrok_alert_agents"  # "List them": the agents of one alert, privately
+ACTION_HOME_REFRESH = "ngrok_home_refresh"
+ACTION_UPDATE_OUTDATED = "ngrok_update_outdated"  # the outdated agents, to update them
+
+# Events the app subscribes to besides app_mention.
+EVENT_APP_HOME_OPENED = "app_home_opened"
+
 ALL_ACTIONS = (
     ACTION_DETAILS,
     ACTION_REQUEST,
@@ -46,4 +54,7 @@ ALL_ACTIONS = (
     ACTION_ASK_APPROVAL,
     ACTION_TWO_PERSON_APPROVE,
     ACTION_TWO_PERSON_DENY,
+    ACTION_ALERT_AGENTS,
+    ACTION_HOME_REFRESH,
+    ACTION_UPDATE_OUTDATED,
 )

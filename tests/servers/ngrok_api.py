@@ -83,6 +83,7 @@ class NgrokApiServer:
         self._lock = threading.RLock()
         self._log: list[LoggedRequest] = []
         self._faults = FaultQueue()
+        self._offline: dict[str, Any] = {}
         self._api: FleetApi | None = None
         self._httpd: NgrokHttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -208,6 +209,32 @@ class NgrokApiServer:
         """A new newest session; `fields` override generated ones (None removes a field)."""
         with self._lock:
             return copy.deepcopy(self._world().add_session(time.time(), fields, endpoint_count))
+
+    def disconnect(self, session_id: str) -> dict:
+        """The agent drops off the account (network loss, crash); returns its last session."""
+        with self._lock:
+            agent = self._world().find(session_id)
+            self._world().take_offline(agent)
+            self._offline[session_id] = agent
+            return copy.deepcopy(agent.session)
+
+    def reconnect(self, session_id: str, *, agent_version: str | None = None) -> dict:
+        """A disconnected agent comes back as the agent would: under a new session id, with
+        the same credential, IP and metadata (and, optionally, another agent version)."""
+        with self._lock:
+            agent = self._offline.pop(session_id)
+            kept = ("agent_version", "credential", "ip", "metadata", "os", "region", "transport")
+            fields: dict[str, Any] = {key: agent.session.get(key) for key in kept}
+            if agent_version is not None:
+                fields["agent_version"] = agent_version
+            return copy.deepcopy(
+                self._world().add_session(time.time(), fields, len(agent.endpoint_specs))
+            )
+
+    def set_api_key(self, api_key: str) -> None:
+        """The account's API key changes (a revoked key: the bot's requests get 401)."""
+        assert self._api is not None
+        self._api._api_key = api_key
 
     def set_remote_management(self, session_id: str, enabled: bool) -> None:
         with self._lock:

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from tests.servers.slack_checks import message_problem, parse_body
+from tests.servers.slack_checks import message_problem, parse_body, view_problem
 from tests.servers.slack_socket import SocketModeServer
 
 RESPONSE_URL_USES = 5  # "up to 5 times within 30 minutes" (Slack slash-command docs)
@@ -118,9 +118,11 @@ class SlackApiServer:
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "views.open": self._views_open,
+            "views.publish": self._views_publish,
         }
         self._uploads: dict[str, dict[str, Any]] = {}
         self._channels: dict[str, dict[str, Any]] = {}
+        self._home_views: dict[str, dict] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -430,6 +432,28 @@ class SlackApiServer:
             "text": message["text"],
             "message": message,
         }
+
+    def _views_publish(self, body: dict) -> dict:
+        user, view = body.get("user_id"), body.get("view")
+        if not user:
+            return {"ok": False, "error": "invalid_arguments"}
+        problem = view_problem(view)
+        if problem is not None:
+            body["_invalid_reason"] = problem
+            return {"ok": False, "error": "invalid_arguments"}
+        with self._cond:
+            self._home_views[str(user)] = view
+        return {"ok": True, "view": {"id": "V" + uuid.uuid4().hex[:10].upper(), **view}}
+
+    def home_view(self, user_id: str) -> dict | None:
+        """The Home tab last published for this user."""
+        with self._cond:
+            return self._home_views.get(user_id)
+
+    def message(self, channel: str, ts: str) -> dict | None:
+        """A posted message as it is now (after any chat.update)."""
+        with self._cond:
+            return self._messages.get((channel, ts))
 
     def _get_permalink(self, body: dict) -> dict:
         channel, ts = body.get("channel"), str(body.get("message_ts", ""))

@@ -15,7 +15,8 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 
 MAX_MESSAGE_BLOCKS = 50
-JSON_FIELDS = ("blocks", "attachments", "metadata", "user_auth_blocks")
+MAX_VIEW_BLOCKS = 100  # modals and the Home tab
+JSON_FIELDS = ("blocks", "attachments", "metadata", "user_auth_blocks", "view")
 TEXT_OBJECT_TYPES = ("plain_text", "mrkdwn")
 
 
@@ -124,3 +125,28 @@ def parse_body(content_type: str, raw: bytes, query: str) -> dict:
             with contextlib.suppress(json.JSONDecodeError):  # else invalid_blocks_format later
                 body[name] = json.loads(value)
     return body
+
+
+def view_problem(view: Any) -> str | None:
+    """Why views.publish would refuse this Home tab view, or None (slack_sdk's View model
+    plus every block as in messages)."""
+    from slack_sdk.models.views import View
+
+    if not isinstance(view, dict):
+        return "view is not a JSON object"
+    if view.get("type") != "home":
+        return f"views.publish takes a home view, not {view.get('type')!r}"
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list):
+        return "view.blocks is not a JSON array"
+    if len(blocks) > MAX_VIEW_BLOCKS:
+        return f"{len(blocks)} blocks; at most {MAX_VIEW_BLOCKS} allowed"
+    for index, block in enumerate(blocks):
+        problem = block_problem(block)
+        if problem:
+            return f"blocks[{index}]: {problem}"
+    try:
+        View(**view).validate_json()
+    except (SlackObjectFormationError, TypeError, ValueError) as exc:
+        return f"view: {exc}"
+    return None

@@ -1,0 +1,114 @@
+"""The App Home and the daily digest, in process: an `app_home_opened` event dispatched
+through the real app publishes the Home tab from the watcher's last scan (no ngrok call),
+and the digest goes out once at its local time with an injected clock."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+from slack_bolt.request import BoltRequest
+
+from bot.ngrok.models import TunnelSession
+from bot.state.requests import TwoPersonRequest
+from commands.digest import run_digest
+from commands.watch import scan_once, watched
+from tests.watch_fixtures import start_bot
+
+
+@pytest.fixture
+def bot(tmp_path, slack_api, ngrok_api_factory):
+    ngrok = ngrok_api_factory(sessions=30, seed=5, rate_limit=None)
+    yield from start_bot(tmp_path, slack_api, ngrok)
+
+
+def texts(view: dict) -> str:
+    return json.dumps(view["blocks"], ensure_ascii=False)
+
+
+def test_app_home_opened_publishes_the_fleet_from_the_last_scan(bot):
+    cfg = watched(bot.deps)["default"]
+    state = scan_once(bot.deps, "default", cfg)
+    assert state is not None
+    request = TwoPersonRequest(
+        id="req-home-1", state="requested", action="stop",
+        session=TunnelSession.from_api(bot.ngrok.session(bot.ngrok.session_ids()[0]) or {}),
+        requester="U0OPS", channel="C0OPS", thread_ts=None, account="default", ttl=600,
+    )  # fmt: skip
+    bot.deps.store.put_request(request.id, request.to_record(), ttl_seconds=600)
+    bot.ngrok.clear_log()
+    body = {
+        "type": "event_callback", "team_id": "T111", "event_id": "Ev1",
+        "event": {"type": "app_home_opened", "user": "U0SRE", "tab": "home",
+                  "channel": "D0HOME", "event_ts": "1.2"},
+    }  # fmt: skip
+    assert bot.app.dispatch(BoltRequest(body=body, mode="socket_mode")).status == 200
+    bot.slack.wait_for("views.publish", timeout=15)
+    view = bot.slack.home_view("U0SRE")
+    assert view is not None and view["type"] == "home"
+    assert bot.ngrok.log() == []  # rendered from the store, no ngrok call
+    text = texts(view)
+    versions = {a.version for a in state.agents.values()}
+    assert f"*{len(state.agents)} agents online*" in text
+    assert "From the watcher's scan" in text and "Versions (newest first)" in text
+    assert ":warning:" in text and len(versions) > 1  # outdated versions highlighted
+    approve = [
+        e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]
+        if e["action_id"] == "ngrok_tp_approve"
+    ]  # fmt: skip
+    assert len(approve) == 1  # the request waiting for this approver, with a signed token
+    # The requester sees it as their own pending request, without buttons.
+    bot.deps.jobs.submit("home", {"user_id": "U0OPS"})
+    bot.slack.wait_for("views.publish", 2, timeout=15)
+    mine = texts(bot.slack.home_view("U0OPS") or {"blocks": []})
+    assert "waiting for an approver" in mine and "ngrok_tp_approve" not in mine
+
+
+def test_the_digest_goes_out_once_at_its_local_time(bot):
+    nine_berlin = datetime(2026, 12, 2, 8, 0, tzinfo=UTC).timestamp()  # 09:00 CET
+    now = [nine_berlin - 86400 - 30]
+    bot.deps.clock = lambda: now[0]
+    cfg = watched(bot.deps)["default"]
+    assert scan_once(bot.deps, "default", cfg) is not None  # yesterday's size
+    bot.deps.store.add_audit(
+        {"ts": nine_berlin - 3600, "event": "executed", "action": "restart", "actor": "U0OPS",
+         "session_id": "ts_x", "outcome": "ok"}
+    )  # fmt: skip
+    bot.ngrok.add_session(metadata='{"host": "edge-late"}')
+    now[0] = nine_berlin - 120
+    time.sleep(1.0)  # the scan's lock lasts 0.9 s of real time
+    assert scan_once(bot.deps, "default", cfg) is not None
+    now[0] = nine_berlin - 60
+    run_digest(bot.deps, {})
+    assert bot.slack.calls_to("chat.postMessage") == [] or not [
+        c for c in bot.slack.calls_to("chat.postMessage") if c.body["channel"] == "C0DIGEST"
+    ]
+    now[0] = nine_berlin + 5
+    run_digest(bot.deps, {})
+    now[0] = nine_berlin + 65
+    run_digest(bot.deps, {})
+    posted = [
+        c.body for c in bot.slack.calls_to("chat.postMessage") if c.body["channel"] == "C0DIGEST"
+    ]
+    assert len(posted) == 1
+    digest = posted[0]
+    text = json.dumps(digest["blocks"], ensure_ascii=False)
+    assert "ngrok fleet digest · Wed 02 Dec 2026" in text
+    assert "31 agents online (+1 since yesterday)" in text
+    assert "<@U0OPS>: 1 restart" in text
+    assert "ngrok_update_outdated" in text
+
+
+def test_check_says_when_the_fleet_is_too_large_for_the_interval(bot):
+    from bot.doctor import _watch_rows
+    from bot.watch.model import Agent, WatchState
+    from commands.watch import save_state
+
+    assert [ok for _, ok, _ in _watch_rows(bot.deps.settings)] == [None]  # no scan yet
+    agents = {f"ts_{i}": Agent(f"ts_{i}", f"edge-{i}") for i in range(3000)}
+    save_state(bot.deps.store, "default", WatchState(scanned_at=1.0, agents=agents), None)
+    ((_name, ok, detail),) = _watch_rows(bot.deps.settings)
+    assert ok is None and "interval stretched from 1 s" in detail
+    assert "3000 agents, 30 request(s) per scan" in detail
