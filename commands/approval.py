@@ -29,6 +29,7 @@ from bot.slack.views.follow_ups import (
 )
 from bot.state.approvals import ApprovalClaims, TokenError, verify_current_token
 from bot.state.requests import TwoPersonRequest
+from bot.state.successors import remember_successor
 from commands.execute import Outcome, find_successor_once, run_action
 
 log = logging.getLogger("ngrok_ops.approval")
@@ -236,6 +237,8 @@ def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
     if successor is None and deps.clock() < float(payload["deadline"]):
         deps.jobs.later(SUCCESSOR_POLL_SECONDS, JOB_SUCCESSOR, {**payload, "tries": tries + 1})
         return
+    if successor is not None:
+        remember_successor(deps.store, session.id, successor.id, at=deps.clock())
     where = Invocation.from_data(payload["where"], deps.slack)
     where.public(render_successor(session.id, successor, RESTART_SEARCH_SECONDS))
 

@@ -23,7 +23,9 @@ def show_session(inv: Invocation, deps: Deps, session_id: str) -> None:
     if not decision.allowed:
         inv.private(render_error(decision.reason))
         return
-    found = fetch_session(deps, inv.channel_id, session_id, reply=inv.private)
+    found = fetch_session(
+        deps, inv.channel_id, session_id, reply=inv.private, thread_ts=inv.thread_ts
+    )
     if found is None:
         return
     _, client, session = found
@@ -39,5 +41,6 @@ def show_session(inv: Invocation, deps: Deps, session_id: str) -> None:
             endpoints,
             now=datetime.now(UTC),
             context=ButtonContext(inv.channel_id, inv.thread_ts, deps.settings.approval_secret),
+            host_keys=deps.config.host_keys,
         )
     )

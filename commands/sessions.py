@@ -9,11 +9,13 @@ valid while agents come and go, because ids are ordered by creation time.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.deps import Deps
 from bot.ngrok.errors import NgrokError
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS
 from bot.ngrok.models import TunnelSession
 from bot.policy import may_view
 from bot.slack.blocks import ButtonContext
@@ -55,7 +57,12 @@ def _window(
 
 
 def build_page(
-    matched: list[TunnelSession], query: SessionQuery, cursor: str, *, context: ButtonContext
+    matched: list[TunnelSession],
+    query: SessionQuery,
+    cursor: str,
+    *,
+    context: ButtonContext,
+    host_keys: Sequence[str] = DEFAULT_HOST_KEYS,
 ) -> SessionListPage:
     """Chooses the sessions shown so that the page fits one Slack message."""
     window, start = _window(matched, cursor, query.limit)
@@ -67,6 +74,7 @@ def build_page(
         by_version=Counter(s.agent_version or _unreported(s) for s in matched),
         query_text=query.describe(),
         first_index=start,
+        host_keys=tuple(host_keys),
     )
     shown = sessions_that_fit(page, now=datetime.now(UTC), context=context)
     window = window[:shown]
@@ -92,7 +100,7 @@ def list_sessions(inv: Invocation, deps: Deps, query: SessionQuery, *, cursor: s
         inv.private(render_error(explain(error)))
         return
     message = render_session_list(
-        build_page(matched, query, cursor, context=context),
+        build_page(matched, query, cursor, context=context, host_keys=deps.config.host_keys),
         now=datetime.now(UTC),
         context=context,
     )

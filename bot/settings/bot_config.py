@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS
 from bot.ngrok.models import ACTIONS, Action, TunnelSession, as_action
 from bot.settings.yaml_lines import YamlReader, join_path, show
 from bot.slack.ids import CONVERSATION_ID_RE, GROUP_ID_RE, USER_ID_RE
@@ -39,12 +40,14 @@ TOP_LEVEL_KEYS = (
     "rules",
     "approval_ttl",
     "audit_channel",
+    "host_keys",
 )
 ACCOUNT_KEYS = ("api_key_env", "api_url")
 CHANNEL_KEYS = ("account", "actions")
 RULE_KEYS = ("action", "approval", "match")
 MATCH_KEYS = ("metadata_contains", "regions", "oses", "agent_versions")
 
+_HOST_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -116,6 +119,8 @@ class BotConfig:
     approval_ttl_seconds: int
     audit_channel: str | None
     configured: bool  # False for the built-in safe default (no BOT_CONFIG)
+    # Metadata keys that name an agent's host, tried in order (JSON keys or key=value pairs).
+    host_keys: tuple[str, ...] = DEFAULT_HOST_KEYS
 
 
 class ConfigError(Exception):
@@ -213,7 +218,23 @@ def _build(
         approval_ttl_seconds=DEFAULT_APPROVAL_TTL_SECONDS if ttl is None else ttl,
         audit_channel=audit_channel,
         configured=True,
+        host_keys=_host_keys(reader, node.get("host_keys")),
     )
+
+
+def _host_keys(reader: YamlReader, node: yaml.Node | None) -> tuple[str, ...]:
+    """Extra metadata keys that name the host, tried before the built-in ones."""
+    if node is None:
+        return DEFAULT_HOST_KEYS
+    keys: list[str] = []
+    for text, item_node, item_path in reader.texts(node, "host_keys"):
+        if text and not _HOST_KEY.fullmatch(text):
+            reader.problem(
+                item_node, item_path, f"{show(text)} is not a metadata key (letters, digits, _ . -)"
+            )
+        elif text:
+            keys.append(text)
+    return tuple(dict.fromkeys([*keys, *DEFAULT_HOST_KEYS]))
 
 
 def _roles(reader: YamlReader, node: yaml.Node | None) -> dict[str, frozenset[str]]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS, host_of
 from bot.ngrok.models import (
     ACTIONS,
     Endpoint,
@@ -25,8 +26,11 @@ def render_session_detail(
     *,
     now: datetime,
     context: ButtonContext,
+    host_keys: Sequence[str] = DEFAULT_HOST_KEYS,
 ) -> dict[str, Any]:
-    top = [bk.header(f"ngrok agent {session.id}"), _fact_fields(session, now)]
+    host = host_of(session, host_keys)
+    title = f"{host} · ngrok agent {session.id}" if host else f"ngrok agent {session.id}"
+    top = [bk.header(title), _fact_fields(session, now, host)]
     bottom = [_endpoints_block(endpoints), *_op_blocks(session, context)]
     bottom.append(bk.context("Every action asks for approval before it runs."))
     budget = (
@@ -38,14 +42,15 @@ def render_session_detail(
     return bk.message(f"ngrok agent {session.id}: {facts or 'details'}", blocks)
 
 
-def _fact_fields(session: TunnelSession, now: datetime) -> dict[str, Any]:
+def _fact_fields(session: TunnelSession, now: datetime, host: str | None) -> dict[str, Any]:
     if session.started_at is not None:
         started = (
             f"{bk.date_token(session.started_at)} (up {bk.format_duration(session.uptime(now))})"
         )
     else:
         started = "unknown"
-    facts = [
+    facts = [("Host", bk.clip(host, FIELD_LIMIT))] if host else []
+    facts += [
         ("Session", bk.code_span(session.id, 60)),
         ("Credential", bk.code_span(session.credential.id, 60) if session.credential.id else "-"),
         ("Region", bk.clip(session.region or "-", FIELD_LIMIT)),

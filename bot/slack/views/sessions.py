@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS
 from bot.ngrok.models import (
     TunnelSession,
     supported_actions,
@@ -20,6 +21,7 @@ from bot.slack import blocks as bk
 from bot.slack.blocks import ButtonContext, ButtonValue
 from bot.slack.ids import ACTION_DETAILS, ACTION_PAGE, ACTION_REQUEST
 from bot.slack.views.agent_text import OP_LABEL, session_facts
+from bot.slack.views.targets import agent_title
 
 _ROW_METADATA = 240
 _SUMMARY_TOP = 5
@@ -47,6 +49,7 @@ class SessionListPage:
     older_cursor: str | None = None
     newer_cursor: str | None = None
     first_index: int = 0
+    host_keys: tuple[str, ...] = DEFAULT_HOST_KEYS  # metadata keys naming the host
 
 
 def max_sessions_per_message() -> int:
@@ -60,7 +63,7 @@ def sessions_that_fit(page: SessionListPage, *, now: datetime, context: ButtonCo
     budget = bk.MAX_MESSAGE_TEXT - bk.text_length(_list_frame(page, context, shown=0)) - 400
     count = 0
     for session in page.sessions[: max_sessions_per_message()]:
-        budget -= bk.text_length(_session_row(session, count, now, context))
+        budget -= bk.text_length(_session_row(session, count, now, context, page.host_keys))
         if budget < 0:
             break
         count += 1
@@ -73,7 +76,9 @@ def render_session_list(
     shown = sessions_that_fit(page, now=now, context=context)
     frame = _list_frame(page, context, shown)
     rows = [
-        b for i, s in enumerate(page.sessions[:shown]) for b in _session_row(s, i, now, context)
+        b
+        for i, s in enumerate(page.sessions[:shown])
+        for b in _session_row(s, i, now, context, page.host_keys)
     ]
     blocks = frame[:3] + rows + frame[3:]
     left_out = len(page.sessions) - shown
@@ -162,10 +167,14 @@ def _page_buttons(page: SessionListPage, context: ButtonContext) -> list[dict[st
 
 
 def _session_row(
-    session: TunnelSession, index: int, now: datetime, context: ButtonContext
+    session: TunnelSession,
+    index: int,
+    now: datetime,
+    context: ButtonContext,
+    host_keys: Sequence[str] = DEFAULT_HOST_KEYS,
 ) -> list[dict[str, Any]]:
     text = (
-        f"{bk.code_span(session.id, 60)}  {session_facts(session)}"
+        f"{agent_title(session, host_keys)}  {session_facts(session)}"
         f" · up {bk.format_duration(session.uptime(now))}"
     )
     if session.metadata:
