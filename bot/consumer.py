@@ -39,6 +39,7 @@ def run_consumer() -> None:
     threading.Thread(target=beat, name="consumer-heartbeat", daemon=True).start()
     # Work a dead process left half done is resolved before anything new runs.
     deps.jobs.run_now("recover_actions", {})
+    deps.jobs.run_now("fleet_resume_all", {})  # a killed consumer's runs get a new chain
     log.info("ngrok-ops job consumer running with %d threads", settings.worker_threads)
     try:
         deps.jobs.consumer(workers=settings.worker_threads).run()

@@ -8,7 +8,7 @@ from slack_bolt import App
 
 from bot.deps import Deps
 from bot.slack import ids
-from commands import listeners
+from commands import fleet_listeners, listeners
 from commands.jobs import register_jobs
 
 ACTION_HANDLERS = {
@@ -32,3 +32,5 @@ def register(app: App, deps: Deps) -> None:
     app.shortcut(ids.SHORTCUT_THREAD_SESSIONS)(partial(listeners.handle_thread_shortcut, deps=deps))
     for action_id, handler in ACTION_HANDLERS.items():
         app.action(action_id)(partial(handler, deps=deps))
+    for action_id in ids.RUN_ACTIONS:
+        app.action(action_id)(partial(fleet_listeners.handle_run_button, deps=deps))

@@ -184,7 +184,7 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
     if action is None or client is None:
         log.error("action record %s names an unknown action or account", key)
         return None
-    outcome = run_action(client, action, session.id)
+    outcome = run_action(client, action, session.id, urgent=bool(claimed.get("urgent", True)))
     deps.store.transition_request(
         key, expect_state="sending", new_state="sent" if outcome.ok else "failed",
         changes={"updated": deps.clock(), "ok": outcome.ok, "sentence": outcome.sentence},
@@ -203,7 +203,7 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
         **fields,
     )
     announce(outcome)
-    if outcome.ok:
+    if outcome.ok and claimed.get("follow_up", True):  # a fleet run drives its own
         follow_up(deps, claimed, key.removeprefix(ACTION_PREFIX))
     return outcome
 

@@ -25,7 +25,7 @@ MAX_LIMIT = 1000
 DEFAULT_AUDIT = 10
 MAX_AUDIT = 50
 
-VERBS = ("help", "sessions", "session", "restart", "stop", "update", "audit")
+VERBS = ("help", "sessions", "session", "restart", "stop", "update", "jobs", "audit")
 ALIASES = {
     "ls": "sessions",
     "list": "sessions",
@@ -42,6 +42,7 @@ USAGE = {
     "restart": "restart <session-id | host | filters…> [canary=1] [batch=N] [max_failures=N]",
     "stop": "stop <session-id | host | filters…> [canary=1] [batch=N] [max_failures=N]",
     "update": "update <session-id | host | filters…> [canary=1] [batch=N] [max_failures=N]",
+    "jobs": "jobs",
     "audit": "audit [n] [session-id | @user]",
 }
 _HELP = {
@@ -60,6 +61,8 @@ _HELP = {
     "update": "Ask to update an agent, or every matching agent older than the newest version "
     "seen (a rolling run); the bot restarts each after the update and checks its version. "
     "Example: `update os=linux version<3.20 region=eu`",
+    "jobs": "List fleet runs: running ones first, then recent ones, with their progress. "
+    "Example: `jobs`",
     "audit": f"Show recent actions, newest first (n up to {MAX_AUDIT}, default {DEFAULT_AUDIT}). "
     "Example: `audit 20 @alice`",
 }
@@ -199,13 +202,18 @@ class FleetAction:
 
 
 @dataclass(frozen=True)
+class ShowRuns:
+    pass
+
+
+@dataclass(frozen=True)
 class ShowAudit:
     limit: int = DEFAULT_AUDIT
     session_id: str | None = None
     user_id: str | None = None
 
 
-Command = Help | ListSessions | ShowSession | RequestAction | FleetAction | ShowAudit
+Command = Help | ListSessions | ShowSession | RequestAction | FleetAction | ShowRuns | ShowAudit
 CONFIRM_OVER = 1000
 MAX_RUN_OPTION = 100_000
 RUN_OPTIONS = ("canary", "batch", "max_failures", "confirm")
@@ -273,6 +281,10 @@ def parse_command(text: str) -> Command:
         return ShowSession(_one_session_id(verb, args))
     if verb == "audit":
         return _parse_audit(args)
+    if verb == "jobs":
+        if args:
+            raise ParseError(f"`jobs` takes nothing after it, not {_q(args[0])}.", USAGE["jobs"])
+        return ShowRuns()
     close = difflib.get_close_matches(word, [*VERBS, *ALIASES], n=1, cutoff=0.6)
     hint = f" (did you mean `{ALIASES.get(close[0], close[0])}`?)" if close else ""
     raise ParseError(

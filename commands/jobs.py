@@ -22,6 +22,7 @@ from commands.approval import (
     report_successor,
 )
 from commands.clicks import run_click
+from commands.fleet_jobs import register_fleet_jobs
 from commands.grammar import ParseError, SessionQuery, parse_command
 from commands.recovery import recover_actions
 from commands.router import route, run_mention
@@ -88,3 +89,4 @@ def register_jobs(deps: Deps) -> None:
     )
     jobs.register(JOB_RECOVER, partial(recover_actions, deps))
     jobs.every_minute(JOB_RECOVER)
+    register_fleet_jobs(deps)

@@ -9,13 +9,16 @@ from bot.slack.invocation import Invocation
 from bot.slack.views.errors import render_error
 from commands.audit import show_audit
 from commands.details import show_session
+from commands.fleet import preview_run, show_runs
 from commands.grammar import (
     Command,
+    FleetAction,
     Help,
     ListSessions,
     ParseError,
     RequestAction,
     ShowAudit,
+    ShowRuns,
     ShowSession,
     parse_command,
 )
@@ -36,6 +39,10 @@ def route(inv: Invocation, deps: Deps, command: Command) -> None:
         show_session(inv, deps, command.session_id)
     elif isinstance(command, RequestAction):
         request_action(inv, deps, command.action, command.session_id)
+    elif isinstance(command, FleetAction):
+        preview_run(inv, deps, command)
+    elif isinstance(command, ShowRuns):
+        show_runs(inv, deps)
     elif isinstance(command, ShowAudit):
         show_audit(inv, deps, command)
 

@@ -30,6 +30,24 @@ ACTION_ASK_APPROVAL = "ngrok_ask_approval"  # requester asks a second person
 ACTION_TWO_PERSON_APPROVE = "ngrok_tp_approve"
 ACTION_TWO_PERSON_DENY = "ngrok_tp_deny"
 
+# Fleet runs: the preview, the two-person request, and the progress message's controls.
+ACTION_RUN_APPROVE = "ngrok_run_approve"
+ACTION_RUN_ASK = "ngrok_run_ask"
+ACTION_RUN_TP_APPROVE = "ngrok_run_tp_approve"
+ACTION_RUN_DENY = "ngrok_run_deny"
+ACTION_RUN_PAUSE = "ngrok_run_pause"
+ACTION_RUN_RESUME = "ngrok_run_resume"
+ACTION_RUN_CANCEL = "ngrok_run_cancel"
+RUN_ACTIONS = (
+    ACTION_RUN_APPROVE,
+    ACTION_RUN_ASK,
+    ACTION_RUN_TP_APPROVE,
+    ACTION_RUN_DENY,
+    ACTION_RUN_PAUSE,
+    ACTION_RUN_RESUME,
+    ACTION_RUN_CANCEL,
+)
+
 ALL_ACTIONS = (
     ACTION_DETAILS,
     ACTION_REQUEST,
@@ -39,4 +57,5 @@ ALL_ACTIONS = (
     ACTION_ASK_APPROVAL,
     ACTION_TWO_PERSON_APPROVE,
     ACTION_TWO_PERSON_DENY,
+    *RUN_ACTIONS,
 )
