@@ -59,6 +59,7 @@ from commands.fleet_plan import (
     split_batches,
 )
 from commands.grammar import compare_versions
+from commands.recovery import resolve
 
 log = logging.getLogger("ngrok_ops.fleet")
 
@@ -301,7 +302,8 @@ class Step:
                 sent_any = True
                 continue
             if state == "sending":
-                delays.append(SUCCESSOR_POLL_SECONDS)  # in flight, or recovery resolves it
+                self._resolve_if_stale(first)  # in flight here, or left by a dead process
+                delays.append(SUCCESSOR_POLL_SECONDS)
                 continue
             if state != "sent":
                 self._failed_post(session, first)
@@ -326,6 +328,7 @@ class Step:
                 elif second.get("state") == "sent":
                     waiting.append(_Waiting(session, float(second.get("updated") or now), True))
                 elif second.get("state") == "sending":
+                    self._resolve_if_stale(second)
                     delays.append(SUCCESSOR_POLL_SECONDS)
                 else:
                     self._outcome(
@@ -340,6 +343,16 @@ class Step:
         if sent_any and not delays:
             return 0.0
         return min(delays) if delays else 0.0
+
+    def _resolve_if_stale(self, record: Mapping[str, Any]) -> None:
+        """A "sending" record older than ACTION_RECOVERY_SECONDS belongs to a dead process:
+        recovery reads the session instead of sending again (the same path as every action)."""
+        cutoff = self.deps.clock() - self.deps.settings.action_recovery_seconds
+        if float(record.get("updated") or 0) < cutoff:
+            try:
+                resolve(self.deps, dict(record))
+            except NgrokError as error:
+                log.info("run %s could not resolve %s yet: %s", self.run.id, record["id"], error)
 
     def _failed_post(self, session: TunnelSession, record: Mapping[str, Any]) -> None:
         sentence = str(record.get("sentence") or "the request failed")
@@ -448,5 +461,10 @@ def _finish(deps: Deps, run: FleetRun, state: str, note: str = "") -> None:
         session_id=run.key, run_id=run.id, requester=run.requester, channel=run.channel,
         filter=run.query_text, count=run.count, outcome=state, done=progress.done,
         failed=progress.failed, skipped=progress.skipped, remaining=progress.remaining,
+        detail=(
+            f"run of {run.count} agents matching {run.query_text or 'all'}: done "
+            f"{progress.done}, failed {progress.failed}, skipped {progress.skipped}, "
+            f"remaining {progress.remaining}"
+        ),
     )  # fmt: skip
     publish_progress(deps, final, outcomes, force=True, note=note)

@@ -57,6 +57,7 @@ def test_a_filter_run_with_canary_and_batches(stack_factory):
     assert audit and audit[0]["done"] == len(targets)
     jobs = texts_of(stack.ask("jobs"))
     assert "Done" in jobs and "restart of" in jobs
+    assert "run of" in texts_of(stack.ask("audit"))
 
 
 def test_update_skips_windows_ssh_and_up_to_date_agents(stack_factory):
