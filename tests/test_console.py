@@ -321,7 +321,7 @@ def test_list_look_restart_approve_and_audit_in_one_session(tmp_path):
         assert successor != target
 
         again = console.ask(approve)  # the prompt's Approve, a second time: nothing runs
-        assert f"Session `{target}` is no longer online" in again
+        assert f"Agent `{target}` restarted as `{successor}`" in again
 
         after = console.ask("sessions os=linux limit=4")
         assert re.findall(r"^`(ts_\w{27})`", after, re.M)[0] == successor

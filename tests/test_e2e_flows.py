@@ -161,7 +161,7 @@ def test_unknown_commands_and_bad_ids_get_one_sentence_in_the_ack(stack):
     response, _ = stack.slash("frobnicate ts_1")
     body = response.json()
     assert "frobnicate" in body["text"]
-    response, _ = stack.slash("stop nope")
+    response, _ = stack.slash("stop ts_nope")
     assert "session id" in response.json()["text"].lower()
     assert "Traceback" not in stack.bot.stderr()
 
@@ -169,8 +169,8 @@ def test_unknown_commands_and_bad_ids_get_one_sentence_in_the_ack(stack):
 def test_help_shows_only_what_the_user_may_run(stack):
     alice = texts_of(stack.ask("help"))
     mallory = texts_of(stack.ask("help", user=MALLORY))
-    assert "restart &lt;session-id&gt;" in alice
-    assert "restart &lt;session-id&gt;" not in mallory and "sessions" in mallory
+    assert "restart &lt;session-id | host" in alice
+    assert "restart &lt;session-id" not in mallory and "sessions" in mallory
 
 
 def test_actions_are_refused_in_a_channel_without_them(stack):
@@ -235,7 +235,7 @@ def test_unsigned_wrongly_signed_and_stale_requests_get_401(stack):
 def test_ngrok_failures_become_one_sentence(stack):
     sid = session_id_of("linux", stack.ngrok)
     gone = stack.ask("session ts_" + "A" * 27)
-    assert "no longer online" in texts_of(gone)
+    assert "is not online and this bot has never seen it" in texts_of(gone)
     prompt = stack.ask(f"restart {sid}")
     stack.ngrok.inject_fault("err_810", method="POST")
     result = stack.reply(stack.click(find_button(prompt, "ngrok_approve")))
