@@ -40,6 +40,7 @@ def run_consumer() -> None:
     # Work a dead process left half done is resolved before anything new runs.
     deps.jobs.run_now("recover_actions", {})
     deps.jobs.submit("watch_keeper", {})  # start watching now, not at the next full minute
+    deps.jobs.run_now("fleet_resume_all", {})  # a killed consumer's runs get a new chain
     log.info("ngrok-ops job consumer running with %d threads", settings.worker_threads)
     try:
         deps.jobs.consumer(workers=settings.worker_threads).run()

@@ -34,6 +34,7 @@ from bot.slack.views.follow_ups import (
 )
 from bot.state.approvals import ApprovalClaims, TokenError, verify_current_token
 from bot.state.requests import TwoPersonRequest
+from bot.state.successors import remember_successor
 from commands.execute import Outcome, find_successor_once, run_action
 
 log = logging.getLogger("ngrok_ops.approval")
@@ -188,7 +189,7 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
     if action is None or client is None:
         log.error("action record %s names an unknown action or account", key)
         return None
-    outcome = run_action(client, action, session.id)
+    outcome = run_action(client, action, session.id, urgent=bool(claimed.get("urgent", True)))
     deps.store.transition_request(
         key, expect_state="sending", new_state="sent" if outcome.ok else "failed",
         changes={"updated": deps.clock(), "ok": outcome.ok, "sentence": outcome.sentence},
@@ -207,7 +208,7 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
         **fields,
     )
     announce(outcome)
-    if outcome.ok:
+    if outcome.ok and claimed.get("follow_up", True):  # a fleet run drives its own
         follow_up(deps, claimed, key.removeprefix(ACTION_PREFIX))
     return outcome
 
@@ -241,6 +242,8 @@ def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
     if successor is None and deps.clock() < float(payload["deadline"]):
         deps.jobs.later(SUCCESSOR_POLL_SECONDS, JOB_SUCCESSOR, {**payload, "tries": tries + 1})
         return
+    if successor is not None:
+        remember_successor(deps.store, session.id, successor.id, at=deps.clock())
     where = Invocation.from_data(payload["where"], deps.slack)
     where.public(render_successor(session.id, successor, RESTART_SEARCH_SECONDS))
 

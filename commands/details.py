@@ -25,7 +25,9 @@ def show_session(inv: Invocation, deps: Deps, session_id: str, *, shared: bool =
     if not decision.allowed:
         inv.private(render_error(decision.reason))
         return
-    found = fetch_session(deps, inv.channel_id, session_id, reply=inv.private)
+    found = fetch_session(
+        deps, inv.channel_id, session_id, reply=inv.private, thread_ts=inv.thread_ts
+    )
     if found is None:
         return
     _, client, session = found
@@ -43,6 +45,7 @@ def show_session(inv: Invocation, deps: Deps, session_id: str, *, shared: bool =
         allowed=actions_for(deps.config, roles, inv.channel_id),
         rights=rights_note(deps.config, roles, inv.channel_id),
         shared_by=inv.user_id if shared else None,
+        host_keys=deps.config.host_keys,
     )
     if shared:
         inv.public(message)

@@ -40,12 +40,18 @@ DONE: dict[Action, str] = {
 
 
 def run_action(
-    client: NgrokClient, op: Action, session_id: str, *, clock: Callable[[], float] = time.monotonic
+    client: NgrokClient,
+    op: Action,
+    session_id: str,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    urgent: bool = True,
 ) -> Outcome:
-    """Sends the one POST for an approved action and explains the result."""
+    """Sends the one POST for an approved action and explains the result; a fleet run's
+    POSTs pass `urgent=False` and wait behind people's single actions."""
     started = clock()
     try:
-        client.act(op, session_id)
+        client.act(op, session_id, urgent=urgent)
     except NgrokError as error:
         return Outcome(
             ok=False,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from bot.ngrok.cel import SessionFilter
+from bot.ngrok.hosts import HOST_NAME_RE
 from bot.ngrok.models import SESSION_ID_RE, Action, TunnelSession, as_action
 from bot.slack.blocks import parse_user_ref
 
@@ -24,7 +25,7 @@ MAX_LIMIT = 1000
 DEFAULT_AUDIT = 10
 MAX_AUDIT = 50
 
-VERBS = ("help", "sessions", "session", "restart", "stop", "update", "audit")
+VERBS = ("help", "sessions", "session", "restart", "stop", "update", "jobs", "audit")
 ALIASES = {
     "ls": "sessions",
     "list": "sessions",
@@ -37,10 +38,11 @@ USAGE = {
     "help": "help",
     "sessions": "sessions [region=us,eu] [os=linux] [version>=3.20] [ip=10.0.0.1] "
     "[meta=text] [words…] [limit=20]",
-    "session": "session <session-id>",
-    "restart": "restart <session-id>",
-    "stop": "stop <session-id>",
-    "update": "update <session-id>",
+    "session": "session <session-id | host>",
+    "restart": "restart <session-id | host | filters…> [canary=1] [batch=N] [max_failures=N]",
+    "stop": "stop <session-id | host | filters…> [canary=1] [batch=N] [max_failures=N]",
+    "update": "update <session-id | host | filters…> [canary=1] [batch=N] [max_failures=N]",
+    "jobs": "jobs",
     "audit": "audit [n] [session-id | @user] [csv]",
 }
 _HELP = {
@@ -50,15 +52,20 @@ _HELP = {
     "and IP. Pick an agent in the menu for its details and actions; *Export CSV* uploads the "
     "whole matching list, *Post to channel* shows the page to everyone. Aliases `ls`, `list`. "
     "Example: `sessions region=eu os=linux version<3.20 prod`",
-    "session": "Show one agent with its metadata, endpoints and the actions you may ask for "
-    "here; *Post to channel* shows it to everyone. Aliases `show`, `get`, "
-    f"`details`. Example: `session {EXAMPLE_ID}`",
-    "restart": "Ask to restart an agent; it comes back with a new session id. "
-    f"Example: `restart {EXAMPLE_ID}`",
-    "stop": "Ask to stop an agent; it exits unless a supervisor starts it again. "
+    "session": "Show one agent, by session id or host name, with its metadata, endpoints and "
+    "the actions you may ask for here; *Post to channel* shows it to everyone. Aliases "
+    "`show`, `get`, `details`. Example: `session edge-12`",
+    "restart": "Ask to restart an agent (by id or host name) or, with the filters of `sessions` "
+    "(or `all`), every matching agent as a rolling run: canary first, then batches, with a "
+    "preview, one approval and progress you can pause (`canary=`, `batch=`, `max_failures=`). "
+    "Example: `restart region=eu os=linux canary=2 batch=20`",
+    "stop": "Ask to stop an agent, or every agent matching filters (a rolling run). "
     f"Example: `stop {EXAMPLE_ID}`",
-    "update": "Ask to update an agent to the latest minor version; the bot restarts it after. "
-    f"Example: `update {EXAMPLE_ID}`",
+    "update": "Ask to update an agent, or every matching agent older than the newest version "
+    "seen (a rolling run); the bot restarts each after the update and checks its version. "
+    "Example: `update os=linux version<3.20 region=eu`",
+    "jobs": "List fleet runs: running ones first, then recent ones, with their progress. "
+    "Example: `jobs`",
     "audit": f"Show recent actions, newest first (n up to {MAX_AUDIT}, default {DEFAULT_AUDIT}), "
     "one sentence each; `csv` uploads them as a CSV file instead. Example: `audit 20 @alice`",
 }
@@ -85,6 +92,7 @@ _FILTER_TOKEN = re.compile(r"([A-Za-z_]+)\s*(!=|<=|>=|=<|=>|<|>|=)(.*)", re.DOTA
 _VERSION = re.compile(r"v?(\d+(?:\.\d+)*)([-+][0-9A-Za-z.+-]*)?")
 _REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
 _OS = re.compile(r"[a-z0-9_]{1,30}")
+_OTHER_ID = re.compile(r"(?i)[a-z]{2,4}_\S*")  # ts_…, tn_…, ep_…: an id, never a host name
 
 
 BoundOp = Literal["<", "<=", ">", ">="]
@@ -176,6 +184,32 @@ class RequestAction:
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """How a fleet run rolls: canary size, batch size (None: chosen from the count), how many
+    failures it tolerates (None: it stops after the first batch with a failure), and the
+    count typed to confirm a run over CONFIRM_OVER agents."""
+
+    canary: int = 1
+    batch: int | None = None
+    max_failures: int | None = None
+    confirm: int | None = None
+
+
+@dataclass(frozen=True)
+class FleetAction:
+    """`restart|stop|update <filters>`: every matching agent, as one rolling run."""
+
+    action: Action
+    query: SessionQuery
+    options: RunOptions = RunOptions()
+
+
+@dataclass(frozen=True)
+class ShowRuns:
+    pass
+
+
+@dataclass(frozen=True)
 class ShowAudit:
     limit: int = DEFAULT_AUDIT
     session_id: str | None = None
@@ -183,7 +217,10 @@ class ShowAudit:
     csv: bool = False
 
 
-Command = Help | ListSessions | ShowSession | RequestAction | ShowAudit
+Command = Help | ListSessions | ShowSession | RequestAction | FleetAction | ShowRuns | ShowAudit
+CONFIRM_OVER = 1000
+MAX_RUN_OPTION = 100_000
+RUN_OPTIONS = ("canary", "batch", "max_failures", "confirm")
 
 
 def compare_versions(a: str, b: str) -> int:
@@ -243,11 +280,15 @@ def parse_command(text: str) -> Command:
         return ListSessions(_parse_query(args))
     action = as_action(verb)
     if action is not None:
-        return RequestAction(action, _one_session_id(verb, args))
+        return _parse_action(verb, action, args)
     if verb == "session":
         return ShowSession(_one_session_id(verb, args))
     if verb == "audit":
         return _parse_audit(args)
+    if verb == "jobs":
+        if args:
+            raise ParseError(f"`jobs` takes nothing after it, not {_q(args[0])}.", USAGE["jobs"])
+        return ShowRuns()
     close = difflib.get_close_matches(word, [*VERBS, *ALIASES], n=1, cutoff=0.6)
     hint = f" (did you mean `{ALIASES.get(close[0], close[0])}`?)" if close else ""
     raise ParseError(
@@ -326,7 +367,7 @@ def _one_session_id(verb: str, args: list[str]) -> str:
             f"`{verb}` needs a session id such as `{EXAMPLE_ID}`; `sessions` lists them.", usage
         )
     session_id = _clean_id(args[0])
-    if not SESSION_ID_RE.fullmatch(session_id):
+    if not SESSION_ID_RE.fullmatch(session_id) and not _is_host_name(session_id):
         raise ParseError(_bad_id_sentence(args[0]), usage)
     if len(args) > 1:
         raise ParseError(
@@ -335,6 +376,78 @@ def _one_session_id(verb: str, args: list[str]) -> str:
             usage,
         )
     return session_id
+
+
+def _is_host_name(token: str) -> bool:
+    """A word that names an agent's host (`edge-12`), not a mistyped session id."""
+    return bool(HOST_NAME_RE.fullmatch(token)) and not _OTHER_ID.fullmatch(token)
+
+
+def _parse_action(verb: str, action: Action, args: list[str]) -> RequestAction | FleetAction:
+    """One id or host name acts on one agent; filters (or `all`) start a rolling run."""
+    usage = USAGE[verb]
+    single = len(args) == 1 and (
+        bool(SESSION_ID_RE.fullmatch(_clean_id(args[0])))
+        or (
+            not isinstance(args[0], _Quoted)
+            and not _FILTER_TOKEN.fullmatch(args[0])
+            and args[0].lower() != "all"
+        )
+    )
+    if not args or single:
+        return RequestAction(action, _one_session_id(verb, args))
+    options: dict[str, int] = {}
+    rest: list[str] = []
+    everything = False
+    for token in args:
+        match = None if isinstance(token, _Quoted) else _FILTER_TOKEN.fullmatch(token)
+        if match and match.group(1).lower() in RUN_OPTIONS:
+            key, op, value = match.group(1).lower(), match.group(2), match.group(3).strip()
+            if op != "=" or not value.isdigit() or not 0 <= int(value) <= MAX_RUN_OPTION:
+                raise ParseError(f"{_q(token)} needs a whole number, e.g. `{key}=2`.", usage)
+            options[key] = int(value)
+        elif token.lower() == "all" and not isinstance(token, _Quoted):
+            everything = True
+        elif match and match.group(1).lower() == "limit":
+            raise ParseError(
+                f"{_q(token)} does not apply to `{verb}`: a run acts on every matching agent; "
+                "narrow it with filters instead.",
+                usage,
+            )
+        elif match and match.group(1).lower() not in _FILTER_KEYS:
+            raise ParseError(
+                f"I don't know the option {_q(match.group(1) + match.group(2))}; "
+                f"{_FILTER_HINT.replace(' or limit=', ',')} or canary=, batch=, max_failures=, "
+                "confirm=.",
+                usage,
+            )
+        elif SESSION_ID_RE.fullmatch(_clean_id(token)):
+            other = next(t for t in args if t is not token)
+            raise ParseError(
+                f"`{verb}` takes one session id, so I don't know what to do with {_q(other)}; "
+                f"type `{verb} <session-id>`, or filters such as `{verb} region=eu` for a run.",
+                usage,
+            )
+        else:
+            rest.append(token)
+    if not rest and not everything:
+        raise ParseError(
+            f"`{verb}` needs the agents to act on: a session id, a host name, filters such as "
+            f"`region=eu os=linux`, or `all`.",
+            usage,
+        )
+    if options.get("canary") == 0 or options.get("batch") == 0:
+        raise ParseError("`canary=` and `batch=` must be at least 1.", usage)
+    return FleetAction(
+        action,
+        _parse_query(rest),
+        RunOptions(
+            canary=options.get("canary", 1),
+            batch=options.get("batch"),
+            max_failures=options.get("max_failures"),
+            confirm=options.get("confirm"),
+        ),
+    )
 
 
 def _bad_id_sentence(token: str) -> str:

@@ -23,6 +23,7 @@ from commands.approval import (
 )
 from commands.clicks import run_click
 from commands.digest import JOB_DIGEST, run_digest
+from commands.fleet_jobs import register_fleet_jobs
 from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
 from commands.home import JOB_HOME, publish_home
 from commands.recovery import recover_actions
@@ -104,3 +105,4 @@ def register_jobs(deps: Deps) -> None:
     jobs.register(JOB_HOME, lambda payload: publish_home(deps, str(payload["user_id"])))
     jobs.register(JOB_DIGEST, partial(run_digest, deps))
     jobs.every_minute(JOB_DIGEST)
+    register_fleet_jobs(deps)

@@ -62,7 +62,7 @@ def resolve(deps: Deps, record: dict[str, Any]) -> None:
         outcome="ok" if ok else "unknown", detail=finding, **fields,
     )  # fmt: skip
     _tell(deps, record, where, finding, ok=ok)
-    if ok:
+    if ok and moved.get("follow_up", True):  # a fleet run drives its own follow-up
         follow_up(deps, moved, str(record["id"]))
 
 

@@ -23,7 +23,10 @@ def request_action(inv: Invocation, deps: Deps, action: Action, session_id: str)
         )  # fmt: skip
         inv.private(render_error(decision.reason))
         return
-    found = fetch_session(deps, inv.channel_id, session_id, reply=inv.private, action=action)
+    found = fetch_session(
+        deps, inv.channel_id, session_id, reply=inv.private, action=action,
+        thread_ts=inv.thread_ts,
+    )  # fmt: skip
     if found is None:
         return
     account, _, session = found

@@ -11,13 +11,16 @@ from bot.slack.views.errors import render_error
 from bot.slack.views.progress import render_working, working_text_for
 from commands.audit import show_audit
 from commands.details import show_session
+from commands.fleet import preview_run, show_runs
 from commands.grammar import (
     Command,
+    FleetAction,
     Help,
     ListSessions,
     ParseError,
     RequestAction,
     ShowAudit,
+    ShowRuns,
     ShowSession,
     parse_command,
 )
@@ -52,6 +55,10 @@ def route(inv: Invocation, deps: Deps, command: Command) -> None:
         show_session(inv, deps, command.session_id)
     elif isinstance(command, RequestAction):
         request_action(inv, deps, command.action, command.session_id)
+    elif isinstance(command, FleetAction):
+        preview_run(inv, deps, command)
+    elif isinstance(command, ShowRuns):
+        show_runs(inv, deps)
     elif isinstance(command, ShowAudit):
         show_audit(inv, deps, command)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.deps import Deps
 from bot.ngrok.errors import NgrokError
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS
 from bot.ngrok.models import TunnelSession
 from bot.policy import may_view, rights_note
 from bot.slack.blocks import ButtonContext
@@ -96,6 +97,7 @@ def build_page(
     context: ButtonContext,
     rights: str = "",
     shared_by: str | None = None,
+    host_keys: Sequence[str] = DEFAULT_HOST_KEYS,
 ) -> SessionListPage:
     """Chooses the sessions shown so that the page fits one Slack message."""
     window, start = _window(matched, cursor, min(query.limit, LIST_PAGE_MAX))
@@ -111,6 +113,7 @@ def build_page(
         cursor=cursor,
         rights_note=rights,
         shared_by=shared_by,
+        host_keys=tuple(host_keys),
     )
     shown = sessions_that_fit(page, now=datetime.now(UTC), context=context)
     window = window[:shown]
@@ -173,7 +176,7 @@ def render_list(
         page = build_page(
             matched, query, cursor, context=context,
             rights=rights_note(deps.config, roles, inv.channel_id),
-            shared_by=inv.user_id if shared else None,
+            shared_by=inv.user_id if shared else None, host_keys=deps.config.host_keys,
         )  # fmt: skip
         if not matched and page.query_text:
             fleet = scan_sessions(deps, inv.channel_id, SessionQuery())

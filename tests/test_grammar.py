@@ -271,7 +271,7 @@ def test_unknown_command_suggests_the_closest_verb():
     err = error(f"stpo {SID}")
     assert "`stpo`" in err.message
     assert "did you mean `stop`" in err.message
-    assert "help" in err.usage and "stop <session-id>" in err.usage
+    assert "help" in err.usage and "stop <session-id" in err.usage
 
 
 def test_unknown_command_without_a_near_match():

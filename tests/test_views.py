@@ -696,7 +696,7 @@ def test_help_shows_each_allowed_command():
     message = render_help(help_lines(set(VERBS)))
     blocks = assert_valid(message)
     assert len(blocks) == 2 + len(VERBS)
-    assert "`restart &lt;session-id&gt;`" in all_text(message)
+    assert "`restart &lt;session-id | host" in all_text(message)
     small = render_help(help_lines({"sessions"}))
     assert "restart" not in all_text(assert_valid_and_return(small))
 

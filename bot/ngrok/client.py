@@ -192,10 +192,12 @@ class NgrokClient:
         raw = self._get_json(f"/tunnel_sessions/{self._checked_id(session_id)}", urgent=urgent)
         return TunnelSession.from_api(raw)
 
-    def act(self, op: Action, session_id: str) -> None:
+    def act(self, op: Action, session_id: str, *, urgent: bool = True) -> None:
+        """One approved action's POST. `urgent=False` for a fleet run's POSTs, which must
+        leave the reserve to people's single approved actions."""
         if op not in ACTIONS:
             raise ValueError(f"unknown session action {op!r}; expected one of {ACTIONS}")
-        self._post_action(op, session_id)
+        self._post_action(op, session_id, urgent=urgent)
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -275,10 +277,11 @@ class NgrokClient:
         *,
         urgent: bool = False,
     ) -> httpx.Response:
-        """One attempt, inside a budget slot. Transport errors propagate as httpx errors."""
+        """One attempt, inside a budget slot. Transport errors propagate as httpx errors.
+        A POST passes its own `urgent` (approved actions: True; a fleet run's: False)."""
         body: dict[str, Any] = {"json": {}} if method == "POST" else {}
         # An approved action's POST may use the window's reserve; so may reads marked urgent.
-        with self._pacer.slot(urgent=self._is_urgent(urgent or method == "POST")):
+        with self._pacer.slot(urgent=self._is_urgent(urgent)):
             response = self._http.request(method, url, params=params, **body)
         self._log.debug("ngrok %s %s -> %s", method, response.request.url, response.status_code)
         return response
@@ -329,13 +332,13 @@ class NgrokClient:
 
         return self._retrying(attempt, lambda err: isinstance(err, (RateLimited, Unavailable)))
 
-    def _post_action(self, op: Action, session_id: str) -> None:
+    def _post_action(self, op: Action, session_id: str, *, urgent: bool = True) -> None:
         """A POST, re-sent only when it certainly was not applied (see module docstring)."""
         url = f"/tunnel_sessions/{self._checked_id(session_id)}/{op}"
 
         def attempt() -> None:
             try:
-                response = self._send("POST", url)
+                response = self._send("POST", url, urgent=urgent)
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, "POST", url) from exc
             if not response.is_success:

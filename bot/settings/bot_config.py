@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS
 from bot.ngrok.models import ACTIONS, Action, as_action
 from bot.settings.awareness import AlertsConfig, DigestConfig, parse_alerts, parse_digest
 from bot.settings.match import MATCH_KEYS as MATCH_KEYS
@@ -44,11 +45,13 @@ TOP_LEVEL_KEYS = (
     "audit_channel",
     "alerts",
     "digest",
+    "host_keys",
 )
 ACCOUNT_KEYS = ("api_key_env", "api_url", "alerts")
 CHANNEL_KEYS = ("account", "actions")
 RULE_KEYS = ("action", "approval", "match")
 
+_HOST_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -93,6 +96,8 @@ class BotConfig:
     configured: bool  # False for the built-in safe default (no BOT_CONFIG)
     alerts: Mapping[str, AlertsConfig] = field(default_factory=lambda: MappingProxyType({}))
     digest: DigestConfig | None = None  # the daily digest (bot/settings/awareness.py)
+    # Metadata keys that name an agent's host, tried in order (JSON keys or key=value pairs).
+    host_keys: tuple[str, ...] = DEFAULT_HOST_KEYS
 
 
 class ConfigError(Exception):
@@ -193,6 +198,7 @@ def _build(
         configured=True,
         alerts=_frozen(_alerts(reader, node.get("alerts"), accounts, account_alerts)),
         digest=parse_digest(reader, node["digest"], "digest") if "digest" in node else None,
+        host_keys=_host_keys(reader, node.get("host_keys")),
     )
 
 
@@ -206,6 +212,21 @@ def _alerts(
     default = parse_alerts(reader, node, "alerts") if node is not None else None
     chosen = {name: per_account.get(name, default) for name in accounts}
     return {name: alerts for name, alerts in chosen.items() if alerts is not None}
+
+
+def _host_keys(reader: YamlReader, node: yaml.Node | None) -> tuple[str, ...]:
+    """Extra metadata keys that name the host, tried before the built-in ones."""
+    if node is None:
+        return DEFAULT_HOST_KEYS
+    keys: list[str] = []
+    for text, item_node, item_path in reader.texts(node, "host_keys"):
+        if text and not _HOST_KEY.fullmatch(text):
+            reader.problem(
+                item_node, item_path, f"{show(text)} is not a metadata key (letters, digits, _ . -)"
+            )
+        elif text:
+            keys.append(text)
+    return tuple(dict.fromkeys([*keys, *DEFAULT_HOST_KEYS]))
 
 
 def _roles(reader: YamlReader, node: yaml.Node | None) -> dict[str, frozenset[str]]:

@@ -43,6 +43,24 @@ ACTION_UPDATE_OUTDATED = "ngrok_update_outdated"  # the outdated agents, to upda
 # Events the app subscribes to besides app_mention.
 EVENT_APP_HOME_OPENED = "app_home_opened"
 
+# Fleet runs: the preview, the two-person request, and the progress message's controls.
+ACTION_RUN_APPROVE = "ngrok_run_approve"
+ACTION_RUN_ASK = "ngrok_run_ask"
+ACTION_RUN_TP_APPROVE = "ngrok_run_tp_approve"
+ACTION_RUN_DENY = "ngrok_run_deny"
+ACTION_RUN_PAUSE = "ngrok_run_pause"
+ACTION_RUN_RESUME = "ngrok_run_resume"
+ACTION_RUN_CANCEL = "ngrok_run_cancel"
+RUN_ACTIONS = (
+    ACTION_RUN_APPROVE,
+    ACTION_RUN_ASK,
+    ACTION_RUN_TP_APPROVE,
+    ACTION_RUN_DENY,
+    ACTION_RUN_PAUSE,
+    ACTION_RUN_RESUME,
+    ACTION_RUN_CANCEL,
+)
+
 ALL_ACTIONS = (
     ACTION_DETAILS,
     ACTION_REQUEST,
@@ -57,4 +75,5 @@ ALL_ACTIONS = (
     ACTION_ALERT_AGENTS,
     ACTION_HOME_REFRESH,
     ACTION_UPDATE_OUTDATED,
+    *RUN_ACTIONS,
 )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import re
+from collections.abc import Sequence
 
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS, host_from_metadata
 from bot.ngrok.models import Action, TunnelSession
 from bot.slack import blocks as bk
 
@@ -43,24 +43,7 @@ def session_summary(session: TunnelSession, metadata_limit: int = 200) -> str:
 # --- the list ------------------------------------------------------------------------------
 
 
-_HOST_KEYS = ("host", "hostname", "name")
-_HOST_PAIR = re.compile(r"(?:^|[\s,;])(?:host|hostname|name)=([^\s,;]+)", re.IGNORECASE)
-
-
-def agent_name(metadata: str) -> str | None:
-    """The host name an agent's metadata gives, raw (callers escape): JSON keys host,
-    hostname or name, else `host=…` pairs; None when it gives none."""
-    if not metadata:
-        return None
-    try:
-        parsed = json.loads(metadata)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        for key in _HOST_KEYS:
-            value = parsed.get(key)
-            if isinstance(value, str | int) and str(value).strip():
-                return str(value).strip()
-        return None
-    match = _HOST_PAIR.search(metadata)
-    return match.group(1).strip("\"'") if match else None
+def agent_name(metadata: str, keys: Sequence[str] = DEFAULT_HOST_KEYS) -> str | None:
+    """The host name an agent's metadata gives, raw (callers escape); None when it gives
+    none. One reading of host names for every message: bot.ngrok.hosts."""
+    return host_from_metadata(metadata, keys)

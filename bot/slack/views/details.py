@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS, host_of
 from bot.ngrok.models import (
     ACTIONS,
     Action,
@@ -17,7 +18,7 @@ from bot.ngrok.models import (
 from bot.slack import blocks as bk
 from bot.slack.blocks import ButtonContext
 from bot.slack.ids import ACTION_REQUEST, ACTION_SHARE
-from bot.slack.views.agent_text import FIELD_LIMIT, OP_EFFECT, OP_LABEL, agent_name
+from bot.slack.views.agent_text import FIELD_LIMIT, OP_EFFECT, OP_LABEL
 
 
 def render_session_detail(
@@ -29,13 +30,14 @@ def render_session_detail(
     allowed: Sequence[Action] = ACTIONS,
     rights: str = "",
     shared_by: str | None = None,
+    host_keys: Sequence[str] = DEFAULT_HOST_KEYS,
 ) -> dict[str, Any]:
     """`allowed` are the actions this user may ask for here (bot.policy.actions_for): only
     those get a button, and `rights` says once how to get more. The public copy
     (`shared_by`, Post to channel) shows no buttons: whoever reads it has other rights."""
-    name = agent_name(session.metadata)
+    name = host_of(session, host_keys)
     title = f"ngrok agent {name} ({session.id})" if name else f"ngrok agent {session.id}"
-    top = [bk.header(title), _fact_fields(session, now)]
+    top = [bk.header(title), _fact_fields(session, now, name)]
     bottom = [_endpoints_block(endpoints)]
     if shared_by:
         bottom.append(bk.context(f"Posted by {bk.user_mention(shared_by)}"))
@@ -59,14 +61,15 @@ def render_session_detail(
     return bk.message(f"ngrok agent {session.id}: {facts or 'details'}", blocks)
 
 
-def _fact_fields(session: TunnelSession, now: datetime) -> dict[str, Any]:
+def _fact_fields(session: TunnelSession, now: datetime, host: str | None) -> dict[str, Any]:
     if session.started_at is not None:
         started = (
             f"{bk.date_token(session.started_at)} (up {bk.format_duration(session.uptime(now))})"
         )
     else:
         started = "unknown"
-    facts = [
+    facts = [("Host", bk.clip(host, FIELD_LIMIT))] if host else []
+    facts += [
         ("Session", bk.code_span(session.id, 60)),
         ("Credential", bk.code_span(session.credential.id, 60) if session.credential.id else "-"),
         ("Region", bk.clip(session.region or "-", FIELD_LIMIT)),

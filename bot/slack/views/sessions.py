@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS
 from bot.ngrok.models import TunnelSession
 from bot.slack import blocks as bk
 from bot.slack.blocks import ButtonContext, ButtonValue
@@ -61,6 +62,7 @@ class SessionListPage:
     suggestions: Sequence[str] = ()
     rights_note: str = ""
     shared_by: str | None = None
+    host_keys: tuple[str, ...] = DEFAULT_HOST_KEYS  # metadata keys naming the host
 
 
 def max_sessions_per_message(layout: Layout = "table") -> int:
@@ -252,7 +254,7 @@ def _table_row(
     version = session.agent_version or ("ssh" if session.is_ssh else "?")
     return [
         _cell(str(number)),
-        _cell(agent_name(session.metadata) or "-"),
+        _cell(agent_name(session.metadata, page.host_keys) or "-"),
         _cell(session.id),
         _cell(session.region or "?"),
         _cell(session.os or ("ssh" if session.is_ssh else "?")),
@@ -277,7 +279,7 @@ def _table(
 
 
 def _option_label(session: TunnelSession, index: int, page: SessionListPage) -> str:
-    name = agent_name(session.metadata)
+    name = agent_name(session.metadata, page.host_keys)
     number = page.first_index + index + 1
     return f"{number}. {name} ({session.id[-8:]})" if name else f"{number}. {session.id}"
 
@@ -307,7 +309,7 @@ def _section_row(
     context: ButtonContext,
 ) -> dict[str, Any]:  # fmt: skip
     """The fallback where a table cannot go: one section per agent, Details alongside."""
-    name = agent_name(session.metadata)
+    name = agent_name(session.metadata, page.host_keys)
     lead = f"*{bk.clip(name, 60)}* " if name else ""
     text = (
         f"{page.first_index + index + 1}. {lead}{bk.code_span(session.id, 60)}  "

@@ -1,0 +1,26 @@
+"""The fleet run's job names bound to their handlers (called from commands.jobs)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from bot.deps import Deps
+from commands.fleet import JOB_RUN_CLICK, run_click
+from commands.fleet_exec import (
+    JOB_FLEET_RESUME_ALL,
+    JOB_FLEET_TICK,
+    JOB_FLEET_WATCHDOG,
+    resume_all,
+    tick,
+    watchdog,
+)
+
+__all__ = ["JOB_RUN_CLICK", "register_fleet_jobs"]
+
+
+def register_fleet_jobs(deps: Deps) -> None:
+    deps.jobs.register(JOB_RUN_CLICK, partial(run_click, deps))
+    deps.jobs.register(JOB_FLEET_TICK, partial(tick, deps))
+    deps.jobs.register(JOB_FLEET_RESUME_ALL, partial(resume_all, deps))
+    deps.jobs.register(JOB_FLEET_WATCHDOG, partial(watchdog, deps))
+    deps.jobs.every_minute(JOB_FLEET_WATCHDOG)

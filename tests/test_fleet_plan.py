@@ -1,0 +1,98 @@
+"""The fleet run's planner, ETA and preview/progress rendering, in process."""
+
+from __future__ import annotations
+
+import json
+
+from slack_sdk.models.blocks import Block
+
+from bot.ngrok.models import TunnelSession
+from bot.slack.views.fleet import (
+    AgentOutcome,
+    Failure,
+    RunProgress,
+    render_batch_outcomes,
+    render_run_preview,
+    render_run_progress,
+)
+from commands.fleet_plan import (
+    estimate_seconds,
+    plan_run,
+    requests_needed,
+    run_rate,
+    split_batches,
+)
+from commands.grammar import RunOptions
+
+
+def agent(n: int, **fields: str) -> TunnelSession:
+    base = {"id": f"ts_{n:025d}", "os": "linux", "agent_version": "3.20.0", "region": "eu",
+            "transport": "ngrok/2", "metadata": json.dumps({"host": f"edge-{n}"})}  # fmt: skip
+    return TunnelSession.from_api({**base, **fields})
+
+
+def valid(message: dict) -> str:
+    for raw in message["blocks"]:
+        block = Block.parse(raw)
+        assert block is not None
+        block.validate_json()
+    return message["text"] + json.dumps(message["blocks"])
+
+
+def test_planner_skips_windows_ssh_and_up_to_date_and_batches_after_the_canary():
+    fleet = [agent(i) for i in range(10)]
+    fleet += [
+        agent(10, os="windows"),
+        agent(11, transport="ssh"),
+        agent(12, agent_version="3.26.1"),
+    ]
+    plan = plan_run("update", fleet, fleet, RunOptions(canary=2, batch=3))
+    reasons = sorted(s.reason for s in plan.skipped)
+    assert len(plan.targets) == 10 and len(reasons) == 3
+    assert any("Windows" in r for r in reasons) and any("SSH" in r for r in reasons)
+    assert any("3.26.1" in r for r in reasons)
+    assert [len(b) for b in plan.batches] == [2, 3, 3, 2]
+    restart = plan_run("restart", fleet, fleet, RunOptions())
+    assert len(restart.targets) == 11  # up-to-date agents restart; windows and ssh do not
+    stop = plan_run("stop", fleet, fleet, RunOptions())
+    assert len(stop.targets) == 13 and stop.batch >= 1
+
+
+def test_eta_is_requests_over_the_non_urgent_rate_plus_waits():
+    batches = split_batches([agent(i) for i in range(100)], 1, 33)
+    assert requests_needed("update", batches) == 200 + 1 + 1 + 1 + 1
+    assert requests_needed("stop", batches) == 100
+    assert run_rate(120, 60.0) == 108 / 60
+    eta = estimate_seconds("update", batches, max_requests=120, per_seconds=60, update_delay=15)
+    assert round(eta) == round(204 / 1.8 + 4 * 16)
+
+
+def test_preview_and_progress_render_valid_escaped_messages():
+    fleet = [agent(i, metadata=json.dumps({"host": f"<!channel>-{i}"})) for i in range(30)]
+    fleet.append(agent(99, os="windows"))
+    plan = plan_run("restart", fleet, fleet, RunOptions(canary=1, batch=10))
+    from bot.slack.views.fleet import RunPreview
+
+    preview = RunPreview(
+        run_id="abc123", action="restart", query_text="os=linux region=eu", count=30,
+        breakdown={"Regions": {"eu": 30}, "OS": {"linux": 30}}, sample_hosts=["<!channel>-1"],
+        skipped={"Windows agents cannot restart themselves": 1}, canary=plan.canary,
+        batch=plan.batch, batches=len(plan.batches), max_failures=None, requests=33,
+        eta_seconds=30.5, update_delay=15,
+    )  # fmt: skip
+    text = valid(render_run_preview(preview, approve_value="t", cancel_value="t",
+                                    two_person=False, ttl_text="10 minutes"))  # fmt: skip
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    assert "canary of 1" in text and "ETA 30 s" in text and "1 skipped" in text
+    progress = RunProgress(
+        run_id="abc123", action="restart", query_text="os=linux", state="running",
+        requester="U0ALICE", approver="U0BOB", total=30, done=11, failed=1, skipped=1,
+        remaining=18, batch_index=2, batches=4, eta_seconds=12,
+        failures=[Failure("<b>x</b>", "ts_1", "ngrok said <no>")],
+    )  # fmt: skip
+    text = valid(render_run_progress(progress))
+    assert "ngrok_run_pause" in text and "ngrok_run_cancel" in text and "<b>" not in text
+    done = valid(render_run_progress(RunProgress(**{**progress.__dict__, "state": "done"})))
+    assert "ngrok_run_pause" not in done
+    outcomes = [AgentOutcome(f"edge-{i}", f"ts_{i}", "done", "back as ts_x") for i in range(60)]
+    assert "and 20 more" in valid(render_batch_outcomes("abc123", "batch 1", outcomes))
