@@ -11,12 +11,14 @@ that was tried.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import __version__
 from bot.deps import build_slack_client
+from bot.jobs import Jobs, open_queue, queue_path
 from bot.logs import configure_logging
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.errors import NgrokError, Unauthorized, Unavailable
@@ -218,6 +220,7 @@ def check_rows(settings: Settings) -> list[Row]:
     rows.append(_check("state store", store_checked))
     rows += _watch_rows(settings)
     rows.append(_check("ngrok budget", budget))
+    rows.append(_queue_row(settings))
     if settings.redis_url:
         rows.append(_redis_persistence(settings.redis_url))
     return rows
@@ -304,6 +307,36 @@ def format_table(rows: list[Row]) -> str:
         result = "WARN  " if ok is None else "OK    " if ok else "FAILED"
         lines.append(f"{name.ljust(width)}  {result}  {detail}")
     return "\n".join(lines)
+
+
+CONSUMER_SILENT_SECONDS = 30.0  # a live consumer writes its heartbeat every 5 s
+
+
+def _queue_row(settings: Settings, now: float | None = None) -> Row:
+    """The job queue: reachable, its backlog, and whether a consumer is alive (its
+    heartbeat). No consumer is a WARN, not a failure: `check` also runs before the bot."""
+    name = "job queue"
+    where = "Redis" if settings.redis_url else f"SQLite file {queue_path(settings.state_path)}"
+    try:
+        jobs = Jobs(open_queue(redis_url=settings.redis_url, sqlite_path=settings.state_path))
+        try:
+            waiting, scheduled, beat = jobs.backlog(), jobs.scheduled(), jobs.last_beat()
+        finally:
+            jobs.close()
+    except Exception as error:
+        step = "REDIS_URL" if settings.redis_url else "the directory of STATE_PATH"
+        return (name, False, f"{type(error).__name__}: {error}. Next step: check {step}.")
+    counts = f"{where}; {waiting} waiting, {scheduled} scheduled"
+    age = None if beat is None else (time.time() if now is None else now) - beat
+    if age is None or age > CONSUMER_SILENT_SECONDS:
+        silent = "no consumer has ever reported" if age is None else f"no consumer for {age:.0f} s"
+        return (
+            name,
+            None,
+            f"{counts}; {silent}. Next step: start the bot (`python -m bot` or the Procfile "
+            "`web:`, which starts one) or a `jobs:` process (`python -m bot jobs`).",
+        )
+    return (name, True, f"{counts}; a consumer reported {age:.0f} s ago")
 
 
 def run_checks() -> int:

@@ -226,7 +226,9 @@ def test_check_passes_against_working_servers(doctor_env):
         "ngrok budget": "OK",
     }
     assert "used of 120 per 60 s: 'default' 1" in result.stdout  # the probe's own call
-    assert result.stdout.splitlines()[-1] == "ready"
+    # No consumer runs in this test: a warning with the next step, not a failure.
+    assert "job queue" in result.stdout and "no consumer has ever reported" in result.stdout
+    assert result.stdout.splitlines()[-1] == "ready, but read the WARN rows above"
     assert [call.method for call in doctor_env.slack.calls()] == ["auth.test"]
     assert [r.path for r in doctor_env.ngrok.log()] == ["/tunnel_sessions"]
 
