@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from bot.ngrok.hosts import DEFAULT_HOST_KEYS, host_from_metadata
 from bot.ngrok.models import TunnelSession
 
 STATE_PREFIX = "watch:"  # the store key of an account's WatchState: watch:<account>
 METADATA_KEPT = 300  # the watcher keeps this much metadata per agent (names come from it)
-HOST_KEYS = ("host", "hostname", "name", "node", "instance")
+HOST_KEYS = (*DEFAULT_HOST_KEYS, "node", "instance")
 
 ChangeKind = Literal[
     "disconnected", "reconnected", "flapping", "new", "version", "own_left", "own_back"
@@ -26,18 +27,11 @@ ChangeKind = Literal[
 def host_name(metadata: str, ip: str, session_id: str) -> str:
     """A short name people know the agent by: the metadata's host (JSON `host`, `hostname`,
     ...), else its first word, else the IP, else the id. Raw text: escape it to show it."""
+    named = host_from_metadata(metadata, HOST_KEYS)
+    if named:
+        return named[:60]
     text = metadata.strip()
-    if text.startswith("{"):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            for key in HOST_KEYS:
-                value = parsed.get(key)
-                if isinstance(value, str) and value.strip():
-                    return value.strip()[:60]
-    elif text:
+    if text and not text.startswith("{"):
         return text.split()[0][:60]
     return ip or session_id
 
