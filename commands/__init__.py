@@ -9,7 +9,7 @@ from slack_bolt import App
 
 from bot.deps import Deps
 from bot.slack import ids
-from commands import fleet_listeners, listeners
+from commands import listeners
 from commands.jobs import register_jobs
 
 ACTION_HANDLERS: dict[str, Callable[..., None]] = {
@@ -41,4 +41,4 @@ def register(app: App, deps: Deps) -> None:
         app.action(action_id)(partial(handler, deps=deps))
     app.view(ids.VIEW_DECISION_REASON)(partial(listeners.handle_reason_submission, deps=deps))
     for action_id in ids.RUN_ACTIONS:
-        app.action(action_id)(partial(fleet_listeners.handle_run_button, deps=deps))
+        app.action(action_id)(partial(listeners.handle_run_button, deps=deps))

@@ -16,11 +16,13 @@ from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.deps import Deps
+from bot.slack import ids
 from bot.slack.blocks import value_of_action
 from bot.slack.buttons import click_origin
 from bot.slack.invocation import Invocation, Placeholder
 from bot.slack.views.approvals import REASON_ACTION, REASON_BLOCK
 from bot.slack.views.errors import render_error
+from commands.fleet_jobs import JOB_RUN_CLICK
 from commands.grammar import Help, ParseError, parse_command, strip_mention
 from commands.home import JOB_HOME
 from commands.jobs import JOB_CLICK, JOB_COMMAND, JOB_DENY_REASON, JOB_MENTION, JOB_SHORTCUT
@@ -263,3 +265,28 @@ def handle_reason_submission(
         client=client,
     )
     deps.jobs.submit(JOB_DENY_REASON, {"inv": inv.to_data(), "token": token, "reason": reason})
+
+
+# --- fleet runs ------------------------------------------------------------------------------
+
+RUN_BUTTON_KIND = {
+    ids.ACTION_RUN_APPROVE: "approve",
+    ids.ACTION_RUN_ASK: "ask",
+    ids.ACTION_RUN_TP_APPROVE: "tp_approve",
+    ids.ACTION_RUN_DENY: "deny",
+    ids.ACTION_RUN_PAUSE: "pause",
+    ids.ACTION_RUN_RESUME: "resume",
+    ids.ACTION_RUN_CANCEL: "cancel",
+}
+
+
+def handle_run_button(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+    client: WebClient, *, deps: Deps,
+) -> None:  # fmt: skip
+    """Every fleet-run button (preview, two-person request, progress message): one job."""
+    ack()
+    inv = click_invocation(body, respond, client)
+    kind = RUN_BUTTON_KIND.get(str(action.get("action_id")), "")
+    payload = {"inv": inv.to_data(), "kind": kind, "value": value_of_action(action)}
+    deps.jobs.submit(JOB_RUN_CLICK, payload)

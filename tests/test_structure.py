@@ -512,3 +512,16 @@ def test_a_fresh_clone_has_what_the_readme_links_and_ignores_sqlite_side_files()
     assert "docs/DESIGN.md" in readme
     ignored = (REPO / ".gitignore").read_text(encoding="utf-8").split()
     assert {"*.sqlite3-wal", "*.sqlite3-shm"} <= set(ignored)
+
+
+def test_only_commands_listeners_has_bolt_signatures():
+    """Every function that takes Bolt's `ack` lives in commands/listeners.py: one place acks
+    and enqueues, so nothing else can do slow work before the ack."""
+    found = {
+        rel(path)
+        for path in BOT_MODULES + COMMAND_MODULES
+        for node in ast.walk(parse(path))
+        if isinstance(node, ast.FunctionDef)
+        and any(a.arg == "ack" for a in node.args.args + node.args.kwonlyargs)
+    }
+    assert found == {"commands/listeners.py"}
