@@ -1,6 +1,6 @@
 """The watcher under storms, end to end as in test_watch_e2e.py (local ngrok and Slack
 APIs, consumer threads running the chain, intervals scaled down through the config): the
-per-channel rate limit and a fleet-wide outage.
+per-channel rate limit, a fleet-wide outage and a flapping agent.
 
 Every wait is on a condition (a scan seen in the store, a message at the Slack stand-in),
 never a fixed sleep that the assertion depends on.
@@ -71,3 +71,28 @@ def test_a_fleet_wide_outage_is_one_message(limited):
     (alert,) = bot.alerts()
     assert alert["text"].startswith("All 12 watched agents")
     assert [c for c in bot.slack.calls_to("chat.postMessage") if c.body.get("thread_ts")] == []
+
+
+@pytest.fixture
+def slow_min_down(tmp_path, slack_api, ngrok_api_factory):
+    ngrok = ngrok_api_factory(sessions=6, seed=3, rate_limit=None)
+    yield from start_bot(tmp_path, slack_api, ngrok, min_down="6s")
+
+
+def test_an_agent_that_flaps_is_one_flapping_alert_not_disconnects(slow_min_down):
+    """flapping_count 3 within 60 s; min_down 6 s is longer than any of the flaps."""
+    bot = slow_min_down
+    watching(bot)
+    current = bot.ngrok.session_ids()[0]
+    for _ in range(3):
+        bot.ngrok.disconnect(current)
+        scanned(bot, lambda s, sid=current: sid in s.gone)  # a scan saw it leave
+        current = bot.ngrok.reconnect(current)["id"]
+        scanned(bot, lambda s, sid=current: sid in s.agents)  # and come back
+    call = bot.slack.wait_for("chat.postMessage", predicate=posted("flapping"), timeout=20)
+    assert "(3 disconnects in the flapping window)" in call[0].body["text"]
+    later = time.time() + 1
+    scanned(bot, lambda s: (s.scanned_at or 0) > later)  # a scan or two after it
+    assert len(bot.alerts("flapping")) == 1
+    assert bot.alerts("disconnected") == [] and bot.alerts("reconnected") == []
+    assert bot.alerts("first time") == []  # each return is the same agent, not a new one
