@@ -99,20 +99,32 @@ def save_state(store: Store, account: str, state: WatchState, version: str | Non
 
 
 def keep_watching(deps: Deps, payload: dict[str, Any]) -> None:
-    """Starts a chain for every watched account that has none or whose chain is overdue."""
+    """Starts a chain for every watched account that has none or whose chain is overdue.
+    Keepers may race (the minute's tick and a consumer's start, on several consumers): the
+    new chain id is written by insert-if-absent or compare-and-set on the old one, and only
+    the keeper whose write won starts it."""
     now = deps.clock()
     for account, cfg in watched(deps).items():
-        record = deps.store.get_request(CHAIN_PREFIX + account)
+        key = CHAIN_PREFIX + account
+        record = deps.store.get_request(key)
         if record is not None:
             grace = max(2 * float(record.get("interval", cfg.poll_interval)), 30.0)
             if now <= float(record.get("next_due", 0.0)) + grace:
                 continue
         chain = secrets.token_urlsafe(9)
-        deps.store.put_request(
-            CHAIN_PREFIX + account,
-            {"state": chain, "next_due": now, "interval": cfg.poll_interval},
-            ttl_seconds=STATE_TTL,
-        )
+        fields = {"next_due": now, "interval": cfg.poll_interval}
+        if record is None:
+            won = deps.store.create_request(key, {"state": chain, **fields}, ttl_seconds=STATE_TTL)
+        else:
+            old = str(record["state"])
+            won = (
+                deps.store.transition_request(
+                    key, expect_state=old, new_state=chain, changes=fields
+                )
+                is not None
+            )
+        if not won:
+            continue  # another keeper started one just now
         log.info("watching account %s (chain %s)", account, chain)
         deps.jobs.submit(JOB_WATCH, {"account": account, "chain": chain})
 
