@@ -1,6 +1,6 @@
 """The watcher under storms, end to end as in test_watch_e2e.py (local ngrok and Slack
 APIs, consumer threads running the chain, intervals scaled down through the config): the
-per-channel rate limit, a fleet-wide outage and a flapping agent.
+per-channel rate limit, a fleet-wide outage, a flapping agent and the ngrok API down.
 
 Every wait is on a condition (a scan seen in the store, a message at the Slack stand-in),
 never a fixed sleep that the assertion depends on.
@@ -96,3 +96,32 @@ def test_an_agent_that_flaps_is_one_flapping_alert_not_disconnects(slow_min_down
     assert len(bot.alerts("flapping")) == 1
     assert bot.alerts("disconnected") == [] and bot.alerts("reconnected") == []
     assert bot.alerts("first time") == []  # each return is the same agent, not a new one
+
+
+@pytest.fixture
+def quick_to_give_up(tmp_path, slack_api, ngrok_api_factory):
+    ngrok = ngrok_api_factory(sessions=6, seed=3, rate_limit=None)
+    yield from start_bot(tmp_path, slack_api, ngrok, env={"NGROK_RETRY_BUDGET": "0.3"})
+
+
+def test_the_ngrok_api_down_is_one_alert_then_recovered(quick_to_give_up):
+    bot = quick_to_give_up
+    watching(bot)
+    bot.ngrok.inject_fault("503", times=1_000_000)  # every call, until cleared
+    call = bot.slack.wait_for("chat.postMessage", predicate=posted("not answering"), timeout=20)
+    text = call[0].body["text"]
+    assert text.startswith("The ngrok API is not answering for account `default`: ")
+    assert "HTTP 503" in text
+    failing = len(bot.ngrok.requests_matching("GET", "/tunnel_sessions"))
+    deadline = time.monotonic() + 20
+    while len(bot.ngrok.requests_matching("GET", "/tunnel_sessions")) < failing + 3:
+        assert time.monotonic() < deadline, "the watcher stopped trying"
+        time.sleep(0.05)  # more scans fail, and retries end within the budget
+    assert len(bot.alerts("not answering")) == 1
+    bot.ngrok.clear_faults()
+    ts = call[0].response["ts"]
+    bot.slack.wait_for("chat.update", predicate=lambda c: c.body.get("ts") == ts, timeout=20)
+    edited = bot.slack.message(ALERTS, ts) or {}
+    assert "Recovered: the ngrok API answers again" in edited["text"]
+    assert bot.alerts("disconnected") == []  # nobody was reported gone while blind
+    assert len(bot.alerts()) == 1

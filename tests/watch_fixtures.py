@@ -85,9 +85,10 @@ def start_bot(
     ngrok: NgrokApiServer,
     *,
     threads: bool = True,
+    env: dict[str, str] | None = None,
     **config: str,
 ) -> Iterator[Bot]:
-    deps = build(settings_env(tmp_path, slack, ngrok), **config)
+    deps = build({**settings_env(tmp_path, slack, ngrok), **(env or {})}, **config)
     app = create_app(deps, token_verification=False)
     stop: Callable[[], None] | None = deps.jobs.start_threads(workers=4) if threads else None
     try:
