@@ -127,6 +127,7 @@ def build_deps(
             base_url=account.api_url or settings.ngrok_api_url,
             user_agent=USER_AGENT,
             timeout=settings.ngrok_timeout,
+            retry_budget=settings.ngrok_retry_budget,
             transport=ngrok_transport,
             pacer=SharedBudget(
                 budget_log,

@@ -140,9 +140,17 @@ def approval_mode_for_request(
 
 
 def accounts_visible_to(config: BotConfig, roles: frozenset[str]) -> list[str]:
-    """The accounts a user may see outside a channel (the App Home, the digest's buttons):
-    a viewer may list any account through a channel bound to it, so all of them."""
-    return sorted(config.accounts) if VIEW in roles else []
+    """The accounts a user may see outside a channel (the App Home): an account is visible
+    to a user who may view in at least one channel bound to it, and the default account
+    (which every unlisted channel sees) to every viewer. An account bound to no channel and
+    not the default is seen nowhere in Slack, so not on the Home tab either."""
+    visible = set()
+    if config.default_account in config.accounts and VIEW in roles:
+        visible.add(config.default_account)
+    for channel_id, binding in config.channels.items():
+        if binding.account in config.accounts and may_view(config, roles, channel_id).allowed:
+            visible.add(binding.account)
+    return sorted(a for a in visible if a is not None)
 
 
 def may_approve_requests(roles: frozenset[str]) -> bool:

@@ -83,7 +83,7 @@ def build_digest(deps: Deps, now: float, *, day: str) -> Digest:
         for r in rows
         if r.get("event") in ACTION_EVENTS and now - float(r["ts"]) < DAY
     )
-    runs = Counter(r.by for r in fleet_runs(deps) if r.by)
+    runs = Counter(r.by for r in fleet_runs(deps, deps.config.accounts) if r.by)
     return Digest(
         day=day,
         accounts=accounts,

@@ -4,6 +4,7 @@ ngrok call per view) and published for one user with views.publish."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -35,12 +36,15 @@ def pending_requests(deps: Deps) -> list[TwoPersonRequest]:
     return found
 
 
-def fleet_runs(deps: Deps) -> list[RunRow]:
-    """`run:<id>` records, when fleet runs exist; shown as far as their fields say."""
+def fleet_runs(deps: Deps, accounts: Collection[str]) -> list[RunRow]:
+    """`run:<id>` records of these accounts, when fleet runs exist; shown as far as their
+    fields say."""
     rows = []
     for record in deps.store.find_requests(RUN_PREFIX):
         state = str(record.get("state", "?"))
         if state in ("done", "failed", "cancelled", "finished"):
+            continue
+        if record.get("account", deps.config.default_account) not in accounts:
             continue
         rows.append(
             RunRow(
@@ -61,16 +65,17 @@ def _int(value: Any) -> int | None:
 
 def build_home(deps: Deps, user_id: str) -> HomeView:
     roles = deps.roles(user_id)
+    visible = accounts_visible_to(deps.config, roles)
     accounts = [
         AccountView(name, load_state(deps.store, name)[0] if name in deps.config.alerts else None)
-        for name in accounts_visible_to(deps.config, roles)
+        for name in visible
     ]
     pending = pending_requests(deps)
     mine = [r for r in pending if r.requester == user_id]
     to_approve = []
     if may_approve_requests(roles):
         for request in pending:
-            if request.requester == user_id:
+            if request.requester == user_id or request.account not in visible:
                 continue
             # The same token the channel's buttons carry; the click runs the same checks.
             token, _ = issue_token(
@@ -85,7 +90,7 @@ def build_home(deps: Deps, user_id: str) -> HomeView:
         user_id=user_id,
         now=deps.clock(),
         accounts=accounts,
-        runs=fleet_runs(deps) if accounts else [],
+        runs=fleet_runs(deps, visible),
         mine=mine,
         to_approve=to_approve,
     )

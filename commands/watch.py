@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -55,10 +55,15 @@ RATE_PREFIX = "alert-rate:"
 STATE_TTL = 366 * 86400.0
 ALERT_TTL = 7 * 86400.0
 OWN_ACTION_SECONDS = 3600.0
-# Per channel: at most this many top-level alerts in RATE_WINDOW; more go into the thread
-# of the latest one, so a storm of changes never floods a channel.
-RATE_MAX_TOP = 6
-RATE_WINDOW = 600.0
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where an alert went: its own message (to edit) and the thread its follow-ups join
+    (itself when top-level, the latest top-level alert when the channel's limit held it)."""
+
+    ts: str | None
+    thread: str | None
 
 
 def watched(deps: Deps) -> dict[str, AlertsConfig]:
@@ -94,20 +99,32 @@ def save_state(store: Store, account: str, state: WatchState, version: str | Non
 
 
 def keep_watching(deps: Deps, payload: dict[str, Any]) -> None:
-    """Starts a chain for every watched account that has none or whose chain is overdue."""
+    """Starts a chain for every watched account that has none or whose chain is overdue.
+    Keepers may race (the minute's tick and a consumer's start, on several consumers): the
+    new chain id is written by insert-if-absent or compare-and-set on the old one, and only
+    the keeper whose write won starts it."""
     now = deps.clock()
     for account, cfg in watched(deps).items():
-        record = deps.store.get_request(CHAIN_PREFIX + account)
+        key = CHAIN_PREFIX + account
+        record = deps.store.get_request(key)
         if record is not None:
             grace = max(2 * float(record.get("interval", cfg.poll_interval)), 30.0)
             if now <= float(record.get("next_due", 0.0)) + grace:
                 continue
         chain = secrets.token_urlsafe(9)
-        deps.store.put_request(
-            CHAIN_PREFIX + account,
-            {"state": chain, "next_due": now, "interval": cfg.poll_interval},
-            ttl_seconds=STATE_TTL,
-        )
+        fields = {"next_due": now, "interval": cfg.poll_interval}
+        if record is None:
+            won = deps.store.create_request(key, {"state": chain, **fields}, ttl_seconds=STATE_TTL)
+        else:
+            old = str(record["state"])
+            won = (
+                deps.store.transition_request(
+                    key, expect_state=old, new_state=chain, changes=fields
+                )
+                is not None
+            )
+        if not won:
+            continue  # another keeper started one just now
         log.info("watching account %s (chain %s)", account, chain)
         deps.jobs.submit(JOB_WATCH, {"account": account, "chain": chain})
 
@@ -218,9 +235,9 @@ def _api_problem(
         return None
     ts = post_top(
         deps,
-        cfg.channel,
+        cfg,
         views.render_api_problem(account=account, key_failed=key_failed, sentence=sentence),
-    )
+    ).ts
     final = replace(marked, problem=replace(problem, alert_ts=ts))
     save_state(deps.store, account, final, version)
     return final
@@ -235,7 +252,7 @@ def _problem_recovered(
     if problem.alert_ts:
         _edit(deps, cfg.channel, problem.alert_ts, message)
     else:
-        post_top(deps, cfg.channel, message)
+        post_top(deps, cfg, message)
 
 
 # --- saying it ---------------------------------------------------------------------------------
@@ -265,12 +282,13 @@ def announce(
             agents, account=account, min_down=cfg.min_down, alert_id=alert_id,
             fleet=len(state.agents) + len(state.gone),
         )  # fmt: skip
-        ts = post_top(deps, cfg.channel, message)
+        posted = post_top(deps, cfg, message)
         record = {
             "state": "open",
             "account": account,
             "channel": cfg.channel,
-            "ts": ts,
+            "ts": posted.ts,
+            "thread": posted.thread,
             "agents": [a.to_data() for a in agents],
             "open": [a.id for a in agents],
             "since": min(a.last_seen for a in agents),
@@ -280,7 +298,7 @@ def announce(
     _reconnected(deps, account, cfg, of("reconnected"))
     for kind in ("flapping", "new", "version"):
         if of(kind):
-            post_top(deps, cfg.channel, views.render_changes(kind, of(kind), account=account))
+            post_top(deps, cfg, views.render_changes(kind, of(kind), account=account))
     return state
 
 
@@ -291,12 +309,12 @@ def _reconnected(deps: Deps, account: str, cfg: AlertsConfig, back: list[Change]
     for alert_id, group in groups.items():
         record = deps.store.get_request(ALERT_PREFIX + alert_id) if alert_id else None
         if record is None or not record.get("ts"):
-            post_top(deps, cfg.channel, views.render_reconnected(group, still_down=0))
+            post_top(deps, cfg, views.render_reconnected(group, still_down=0))
             continue
         returned = {c.old.id for c in group if c.old is not None}
         still = [i for i in record["open"] if i not in returned]
         _post(deps, record["channel"], views.render_reconnected(group, still_down=len(still)),
-              thread_ts=record["ts"])  # fmt: skip
+              thread_ts=record.get("thread") or record["ts"])  # fmt: skip
         new_state = "open" if still else "recovered"
         deps.store.transition_request(
             ALERT_PREFIX + alert_id, expect_state="open", new_state=new_state,
@@ -311,29 +329,33 @@ def _reconnected(deps: Deps, account: str, cfg: AlertsConfig, back: list[Change]
                 agents, account=account, outage_seconds=outage, alert_id=alert_id))  # fmt: skip
 
 
-def post_top(deps: Deps, channel: str, message: dict[str, Any]) -> str | None:
-    """A top-level alert, unless the channel had RATE_MAX_TOP of them in RATE_WINDOW: then it
-    goes into the thread of the latest one."""
+def post_top(deps: Deps, cfg: AlertsConfig, message: dict[str, Any]) -> Posted:
+    """A top-level alert in `cfg.channel`, unless the channel had `cfg.max_alerts` of them in
+    `cfg.alert_window`: then it goes into the thread of the latest one, so a storm of changes
+    never floods a channel. (Accounts sharing a channel share its count; each applies its own
+    limit.) A held alert's own reply is what a later "recovered" edits, never the top message
+    of another alert."""
+    channel, limit, window = cfg.channel, cfg.max_alerts, cfg.alert_window
     now = deps.clock()
     key = RATE_PREFIX + channel
     record = deps.store.get_request(key) or {"state": "rate", "posts": [], "last_ts": None}
-    posts = [t for t in record.get("posts", []) if now - float(t) < RATE_WINDOW]
+    posts = [t for t in record.get("posts", []) if now - float(t) < window]
     last_ts = record.get("last_ts")
-    if len(posts) >= RATE_MAX_TOP and last_ts:
-        _post(deps, channel, message, thread_ts=str(last_ts))
+    if len(posts) >= limit and last_ts:
         held = int(record.get("held", 0)) + 1
         deps.store.put_request(key, {**record, "posts": posts, "held": held},
-                               ttl_seconds=RATE_WINDOW * 2)  # fmt: skip
+                               ttl_seconds=window * 2)  # fmt: skip
         if held == 1:
             _post(deps, channel, views.render_rate_limited(held), thread_ts=str(last_ts))
-        return str(last_ts)
+        reply = _post(deps, channel, message, thread_ts=str(last_ts))
+        return Posted(reply, str(last_ts))
     ts = _post(deps, channel, message)
     if ts:
         deps.store.put_request(
             key, {"state": "rate", "posts": [*posts, now], "last_ts": ts, "held": 0},
-            ttl_seconds=RATE_WINDOW * 2,
+            ttl_seconds=window * 2,
         )  # fmt: skip
-    return ts
+    return Posted(ts, ts)
 
 
 def _post(

@@ -1,6 +1,7 @@
 """The App Home and the daily digest, in process: an `app_home_opened` event dispatched
 through the real app publishes the Home tab from the watcher's last scan (no ngrok call),
-and the digest goes out once at its local time with an injected clock."""
+only for the accounts the user may see, and the digest goes out once at its local time
+with an injected clock."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from datetime import UTC, datetime
 import pytest
 from slack_bolt.request import BoltRequest
 
+from bot.app import create_app
+from bot.deps import build_deps
 from bot.ngrok.models import TunnelSession
+from bot.settings.env import load_settings
 from bot.state.requests import TwoPersonRequest
 from commands.digest import run_digest
+from commands.home import build_home
 from commands.watch import scan_once, watched
-from tests.watch_fixtures import start_bot
+from tests.watch_fixtures import API_KEY, Bot, settings_env, start_bot
 
 
 @pytest.fixture
@@ -112,3 +117,66 @@ def test_check_says_when_the_fleet_is_too_large_for_the_interval(bot):
     ((_name, ok, detail),) = _watch_rows(bot.deps.settings)
     assert ok is None and "interval stretched from 1 s" in detail
     assert "3000 agents, 30 request(s) per scan" in detail
+
+
+TWO_ACCOUNTS = """
+roles:
+  viewer: [U0VIEW]
+  approver: [U0SRE]
+  operator: [U0OPS]
+accounts:
+  prod: {{api_key_env: NGROK_API_KEY}}
+  lab: {{api_key_env: NGROK_API_KEY_LAB}}
+default_account: prod
+channels:
+{channels}
+alerts: {{channel: C0ALERTS, poll_interval: 1s, budget_share: 1}}
+"""
+
+
+def two_account_bot(tmp_path, slack_api, ngrok, channels: str) -> Bot:
+    env = {**settings_env(tmp_path, slack_api, ngrok), "NGROK_API_KEY_LAB": API_KEY}
+    text = TWO_ACCOUNTS.format(channels=channels)
+    deps = build_deps(load_settings(env, config_text=text, config_source="test"))
+    return Bot(deps, create_app(deps, token_verification=False), slack_api, ngrok)
+
+
+def pending(bot: Bot, account: str) -> None:
+    session = TunnelSession.from_api(bot.ngrok.session(bot.ngrok.session_ids()[0]) or {})
+    request = TwoPersonRequest(
+        id=f"req-{account}", state="requested", action="stop", session=session,
+        requester="U0OPS", channel="C0OPS", thread_ts=None, account=account, ttl=600,
+    )  # fmt: skip
+    bot.deps.store.put_request(request.id, request.to_record(), ttl_seconds=600)
+
+
+def test_app_home_shows_only_the_accounts_a_user_may_see(tmp_path, slack_api, ngrok_api_factory):
+    """prod is the default account; lab is bound to no channel, so nobody sees it on the
+    Home tab (nor its requests to approve) until a channel is bound to it."""
+    ngrok = ngrok_api_factory(sessions=8, seed=5, rate_limit=None)
+    bot = two_account_bot(tmp_path / "a", slack_api, ngrok, "  C0OPS: {actions: true}")
+    stop = bot.deps.jobs.start_threads(workers=2)
+    try:
+        for account in ("prod", "lab"):
+            assert scan_once(bot.deps, account, watched(bot.deps)[account]) is not None
+            pending(bot, account)
+        bot.deps.jobs.submit("home", {"user_id": "U0SRE"})
+        bot.slack.wait_for("views.publish", timeout=15)
+        text = texts(bot.slack.home_view("U0SRE") or {"blocks": []})
+        assert "Account prod" in text and "Account lab" not in text
+        assert text.count("ngrok_tp_approve") == 1  # prod's request, not lab's
+        home = build_home(bot.deps, "U0VIEW")
+        assert [a.name for a in home.accounts] == ["prod"]
+        assert build_home(bot.deps, "U0NOBODY").accounts == []
+    finally:
+        stop()
+        bot.deps.close()
+
+    both = two_account_bot(
+        tmp_path / "b", slack_api, ngrok, "  C0OPS: {actions: true}\n  C0LAB: {account: lab}"
+    )
+    try:
+        assert [a.name for a in build_home(both.deps, "U0VIEW").accounts] == ["lab", "prod"]
+        assert build_home(both.deps, "U0NOBODY").accounts == []
+    finally:
+        both.deps.close()

@@ -99,6 +99,24 @@ def test_view_needs_the_viewer_role_and_an_account():
     assert "default_account" in no_account.reason and "C0ELSEWHERE" in no_account.reason
 
 
+def test_accounts_visible_to_are_those_bound_to_a_channel_plus_the_default():
+    env = {"NGROK_API_KEY": "ngrok-key-0123456789", "K_LAB": "ngrok-key-lab-0123456789"}
+    head = "accounts:\n  prod: {api_key_env: NGROK_API_KEY}\n  lab: {api_key_env: K_LAB}\n"
+    unbound = load_config(head + "default_account: prod\n", source="c.yml", env=env)
+    assert policy.accounts_visible_to(unbound, frozenset({VIEW})) == ["prod"]
+    assert policy.accounts_visible_to(unbound, frozenset({APPROVE, VIEW})) == ["prod"]
+    assert policy.accounts_visible_to(unbound, frozenset()) == []
+    bound = load_config(
+        head + "default_account: prod\nchannels:\n  C0LAB: {account: lab}\n",
+        source="c.yml", env=env,
+    )  # fmt: skip
+    assert policy.accounts_visible_to(bound, frozenset({VIEW})) == ["lab", "prod"]
+    assert policy.accounts_visible_to(bound, frozenset({OPERATE})) == []  # roles_of adds VIEW
+    no_default = load_config(head + "channels:\n  C0LAB: {account: lab}\n", source="c", env=env)
+    assert policy.accounts_visible_to(no_default, frozenset({VIEW})) == ["lab"]
+    assert policy.accounts_visible_to(CONFIG, frozenset({VIEW})) == ["prod", "staging"]
+
+
 def test_account_for_channel_prefers_the_binding_then_the_default():
     assert policy.account_for_channel(CONFIG, "C0INCIDENTS").name == "prod"
     assert policy.account_for_channel(CONFIG, "C0LOOK").name == "prod"

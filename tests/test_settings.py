@@ -86,6 +86,7 @@ def test_values_are_read_and_normalised():
         "NGROK_API_URL": "http://127.0.0.1:8",
         "STATE_PATH": "/var/lib/ngrok-ops/state.sqlite3",
         "NGROK_TIMEOUT": "2.5",
+        "NGROK_RETRY_BUDGET": "0",
         "LOG_LEVEL": "debug",
         "APPROVAL_SECRET": APPROVAL_SECRET,
     }
@@ -95,6 +96,8 @@ def test_values_are_read_and_normalised():
     assert settings.ngrok_api_url == "http://127.0.0.1:8"
     assert settings.state_path == "/var/lib/ngrok-ops/state.sqlite3"
     assert settings.ngrok_timeout == 2.5
+    assert settings.ngrok_retry_budget == 0.0
+    assert load(HTTP_ENV).ngrok_retry_budget == 30.0
     assert settings.log_level == "DEBUG"
     assert settings.approval_secret == APPROVAL_SECRET.encode()
 
@@ -123,6 +126,7 @@ def test_empty_environment_lists_every_missing_setting_at_once():
         ("SLACK_API_URL", "localhost:9", "SLACK_API_URL must be an http:// or https:// URL"),
         ("REDIS_URL", "http://example", "REDIS_URL must start with redis://"),
         ("NGROK_TIMEOUT", "0", "NGROK_TIMEOUT must be a number of seconds from 0.1 to 120.0"),
+        ("NGROK_RETRY_BUDGET", "-1", "NGROK_RETRY_BUDGET must be a number of seconds from 0.0"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
         ("APPROVAL_SECRET", "short", "APPROVAL_SECRET is too short"),
     ],

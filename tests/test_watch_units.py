@@ -147,3 +147,18 @@ def test_every_watcher_message_validates_and_no_metadata_can_ping():
                                                    AccountView("stage", None)]))  # fmt: skip
     assert view_problem(home) is None
     assert "<!channel>" not in json.dumps(home)
+
+
+def test_the_alert_rate_limit_is_configured_with_lines_for_mistakes():
+    env = {"NGROK_API_KEY": "ngrok-key-0123456789"}
+    config = load_config("alerts: {channel: C0A}\n", source="cfg.yml", env=env)
+    assert (config.alerts["default"].max_alerts, config.alerts["default"].alert_window) == (6, 600)
+    text = "alerts:\n  channel: C0A\n  max_alerts: 3\n  alert_window: 1h\n"
+    config = load_config(text, source="cfg.yml", env=env)
+    assert (config.alerts["default"].max_alerts, config.alerts["default"].alert_window) == (3, 3600)
+    bad = "alerts:\n  channel: C0A\n  max_alerts: 0\n  alert_window: soon\n"
+    with pytest.raises(ConfigError) as error:
+        load_config(bad, source="cfg.yml", env=env)
+    problems = "\n".join(error.value.problems)
+    assert "cfg.yml:3: alerts.max_alerts" in problems and "count from 1 to 1000" in problems
+    assert "cfg.yml:4: alerts.alert_window" in problems

@@ -30,6 +30,8 @@ alerts:
   budget_share: 1
   flapping_window: 60s
   flapping_count: 3
+  max_alerts: {max_alerts}
+  alert_window: 10m
 digest: {{channel: C0DIGEST, at: "09:00", timezone: Europe/Berlin}}
 """
 
@@ -46,10 +48,11 @@ def settings_env(tmp_path: Path, slack: SlackApiServer, ngrok: NgrokApiServer) -
     }
 
 
-def build(env: dict[str, str], *, poll: str = "1s", min_down: str = "2s") -> Deps:
-    settings = load_settings(
-        env, config_text=CONFIG.format(poll=poll, min_down=min_down), config_source="test"
-    )
+def build(
+    env: dict[str, str], *, poll: str = "1s", min_down: str = "2s", max_alerts: str = "6"
+) -> Deps:
+    text = CONFIG.format(poll=poll, min_down=min_down, max_alerts=max_alerts)
+    settings = load_settings(env, config_text=text, config_source="test")
     return build_deps(settings)
 
 
@@ -82,9 +85,10 @@ def start_bot(
     ngrok: NgrokApiServer,
     *,
     threads: bool = True,
+    env: dict[str, str] | None = None,
     **config: str,
 ) -> Iterator[Bot]:
-    deps = build(settings_env(tmp_path, slack, ngrok), **config)
+    deps = build({**settings_env(tmp_path, slack, ngrok), **(env or {})}, **config)
     app = create_app(deps, token_verification=False)
     stop: Callable[[], None] | None = deps.jobs.start_threads(workers=4) if threads else None
     try:

@@ -25,6 +25,8 @@ ALERT_KEYS = (
     "budget_share",
     "flapping_window",
     "flapping_count",
+    "max_alerts",
+    "alert_window",
 )
 DIGEST_KEYS = ("channel", "at", "timezone")
 DEFAULT_POLL_INTERVAL = 60.0
@@ -32,6 +34,8 @@ DEFAULT_MIN_DOWN = 120.0
 DEFAULT_BUDGET_SHARE = 0.25
 DEFAULT_FLAPPING_WINDOW = 600.0
 DEFAULT_FLAPPING_COUNT = 3
+DEFAULT_MAX_ALERTS = 6
+DEFAULT_ALERT_WINDOW = 600.0
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?")
 _CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
@@ -48,6 +52,10 @@ class AlertsConfig:
     budget_share: float = DEFAULT_BUDGET_SHARE
     flapping_window: float = DEFAULT_FLAPPING_WINDOW
     flapping_count: int = DEFAULT_FLAPPING_COUNT
+    # Per channel: at most max_alerts top-level alerts in alert_window; the rest go into the
+    # thread of the latest one.
+    max_alerts: int = DEFAULT_MAX_ALERTS
+    alert_window: float = DEFAULT_ALERT_WINDOW
 
 
 @dataclass(frozen=True)
@@ -84,16 +92,9 @@ def parse_alerts(reader: YamlReader, node: yaml.Node, path: str) -> AlertsConfig
             reader.problem(
                 share_node, f"{path}.budget_share", f"{show(value)} is not a share between 0 and 1"
             )
-    count = DEFAULT_FLAPPING_COUNT
-    if "flapping_count" in fields:
-        count_node = fields["flapping_count"][1]
-        value = reader.scalar(count_node)
-        if isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 1000:
-            count = value
-        else:
-            reader.problem(
-                count_node, f"{path}.flapping_count", f"{show(value)} is not a count from 2 to 1000"
-            )
+    count = _count(reader, fields, "flapping_count", path, DEFAULT_FLAPPING_COUNT, 2, 1000)
+    max_alerts = _count(reader, fields, "max_alerts", path, DEFAULT_MAX_ALERTS, 1, 1000)
+    alert_window = _seconds(reader, fields, "alert_window", path, DEFAULT_ALERT_WINDOW, 1, 86_400)
     match = parse_match(reader, fields["match"][1], f"{path}.match") if "match" in fields else None
     if channel is None or len(reader.problems) > before:
         return None
@@ -105,6 +106,8 @@ def parse_alerts(reader: YamlReader, node: yaml.Node, path: str) -> AlertsConfig
         budget_share=share,
         flapping_window=window,
         flapping_count=count,
+        max_alerts=max_alerts,
+        alert_window=alert_window,
     )
 
 
@@ -155,6 +158,26 @@ def _channel(reader: YamlReader, node: yaml.Node, path: str) -> str | None:
         reader.problem(node, path, f"{show(text)} is not a Slack channel id (C… or G…)")
         return None
     return text
+
+
+def _count(
+    reader: YamlReader,
+    fields: dict[str, tuple[yaml.Node, yaml.Node]],
+    key: str,
+    path: str,
+    default: int,
+    low: int,
+    high: int,
+) -> int:
+    """A whole number within [low, high]."""
+    if key not in fields:
+        return default
+    node = fields[key][1]
+    value = reader.scalar(node)
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    reader.problem(node, f"{path}.{key}", f"{show(value)} is not a count from {low} to {high}")
+    return default
 
 
 def _seconds(

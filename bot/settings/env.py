@@ -58,6 +58,7 @@ class Settings:
     ngrok_window_seconds: float
     ngrok_max_in_flight: int
     ngrok_timeout: float
+    ngrok_retry_budget: float
     worker_threads: int
     jobs_consumer: JobsConsumer
     action_recovery_seconds: float
@@ -197,6 +198,7 @@ def load_settings(
         ngrok_window_seconds=_number(env, "NGROK_RATE_WINDOW", 60.0, 0.1, 3600.0, problems),
         ngrok_max_in_flight=_number(env, "NGROK_MAX_IN_FLIGHT", 4, 1, 64, problems),
         ngrok_timeout=_number(env, "NGROK_TIMEOUT", 10.0, 0.1, 120.0, problems),
+        ngrok_retry_budget=_number(env, "NGROK_RETRY_BUDGET", 30.0, 0.0, 600.0, problems),
         worker_threads=_number(env, "WORKER_THREADS", 16, 1, 256, problems),
         jobs_consumer=_jobs_consumer(env, problems),
         action_recovery_seconds=_number(

@@ -255,6 +255,10 @@ class NgrokApiServer:
         """Makes the next `times` matching requests fail as `kind` (see ngrok_failures)."""
         self._faults.add(kind, method=method, path_contains=path_contains, times=times, delay=delay)
 
+    def clear_faults(self) -> None:
+        """Forgets every injected fault, used up or not: the API answers normally again."""
+        self._faults.clear()
+
     # ---- request processing -----------------------------------------------------------------
     def _respond(
         self, method: str, target: str, headers: dict[str, str], body: bytes, at: float

@@ -112,6 +112,10 @@ class FaultQueue:
         with self._lock:
             self._faults.append(Fault(kind, method, path_contains, times, delay))
 
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def take(self, method: str, path: str, *, is_action: bool) -> Fault | None:
         """The first matching fault with uses left, using one up; `is_action`: an agent
         operation (POST .../{id}/restart|stop|update), the only thing ERR_NGROK_810 hits."""
