@@ -192,7 +192,8 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
     outcome = run_action(client, action, session.id, urgent=bool(claimed.get("urgent", True)))
     deps.store.transition_request(
         key, expect_state="sending", new_state="sent" if outcome.ok else "failed",
-        changes={"updated": deps.clock(), "ok": outcome.ok, "sentence": outcome.sentence},
+        changes={"updated": deps.clock(), "ok": outcome.ok, "sentence": outcome.sentence,
+                 "up_to_date": outcome.up_to_date},
     )  # fmt: skip
     deps.fleet.invalidate(claimed["account"])  # the list must not show the old state
     approver, fields = claimed["approver"], claimed["fields"]
@@ -200,7 +201,7 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
         "executed" if outcome.ok else "failed",
         actor=approver,
         approver=approver,
-        outcome="ok" if outcome.ok else "failed",
+        outcome=outcome_word(outcome),
         detail=outcome.sentence,
         duration_ms=round(outcome.seconds * 1000),
         error_code=outcome.error_code,
@@ -208,9 +209,18 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
         **fields,
     )
     announce(outcome)
-    if outcome.ok and claimed.get("follow_up", True):  # a fleet run drives its own
+    if outcome.ok and not outcome.up_to_date and claimed.get("follow_up", True):
+        # (a fleet run drives its own follow-ups)
         follow_up(deps, claimed, key.removeprefix(ACTION_PREFIX))
     return outcome
+
+
+def outcome_word(outcome: Outcome) -> str:
+    """The audit record's `outcome`: ok, failed, or already up to date (an update ngrok
+    answered with "no update available", which changed nothing and is not a failure)."""
+    if outcome.up_to_date:
+        return "already up to date"
+    return "ok" if outcome.ok else "failed"
 
 
 def follow_up(deps: Deps, record: dict[str, Any], action_id: str) -> None:

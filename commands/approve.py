@@ -61,6 +61,7 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
                 succeeded=outcome.ok,
                 detail=outcome.sentence,
                 elapsed_seconds=outcome.seconds,
+                up_to_date=outcome.up_to_date,
             )
         )
         where.public(
@@ -72,6 +73,7 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
                 succeeded=outcome.ok,
                 elapsed_seconds=outcome.seconds,
                 detail="" if outcome.ok else outcome.sentence,
+                up_to_date=outcome.up_to_date,
             )
         )
 

@@ -309,7 +309,9 @@ class Step:
                 self._failed_post(session, first)
                 continue
             sent_at = float(first.get("updated") or now)
-            if self.run.action == "stop":
+            if first.get("up_to_date"):
+                self._outcome(session, "skipped", "already up to date")
+            elif self.run.action == "stop":
                 self._outcome(session, "done", "stopped")
             elif self.run.action == "restart":
                 waiting.append(_Waiting(session, sent_at, expect_newer=False))

@@ -210,11 +210,12 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool, reason: st
         edit_request(
             deps, TwoPersonRequest.from_record(done) if done else decided, state,
             actor_id=inv.user_id, detail="" if outcome.ok else outcome.sentence,
-            elapsed_seconds=outcome.seconds,
+            elapsed_seconds=outcome.seconds, up_to_date=outcome.up_to_date,
         )  # fmt: skip
         notify_requester(
             deps, decided, "done" if outcome.ok else "failed",
             actor_id=inv.user_id, detail="" if outcome.ok else outcome.sentence,
+            up_to_date=outcome.up_to_date,
         )  # fmt: skip
 
     perform(

@@ -512,6 +512,24 @@ def test_detail_explains_what_ssh_sessions_cannot_do():
     assert ops["stop"]["accessory"]["style"] == "danger"
 
 
+def test_detail_offers_no_update_on_the_newest_version_seen():
+    newest = make(0, agent_version="3.26.1")
+    message = render_session_detail(newest, [], now=NOW, context=CTX, newest_version="3.26.1")
+    assert_valid(message)
+    ops = op_sections(message)
+    assert "accessory" not in ops["update"]
+    assert ops["update"]["text"]["text"] == (
+        "Update is not offered: this agent already runs 3.26.1, the newest version in this account."
+    )
+    assert "accessory" in ops["restart"] and "accessory" in ops["stop"]
+    older = render_session_detail(
+        make(0, agent_version="3.20.0"), [], now=NOW, context=CTX, newest_version="3.26.1"
+    )
+    assert "accessory" in op_sections(older)["update"]
+    unknown = render_session_detail(newest, [], now=NOW, context=CTX, newest_version=None)
+    assert "accessory" in op_sections(unknown)["update"]
+
+
 def test_detail_with_many_endpoints_stays_in_limits():
     endpoints = [Endpoint(id=f"ep_{i}", url=f"https://{'x' * 60}{i}.ngrok.app") for i in range(300)]
     message = detail(make(0, metadata=big_metadata()), endpoints)
@@ -591,6 +609,17 @@ def test_action_results():
     failed = render_action_result("stop", make(0).id, succeeded=False, detail="agent said <!here>")
     assert_valid(failed)
     assert "Could not stop" in all_text(failed) and "&lt;!here&gt;" in all_text(failed)
+
+
+def test_no_update_available_reads_as_already_up_to_date():
+    sid = make(0).id
+    result = render_action_result("update", sid, succeeded=True, up_to_date=True)
+    assert_valid(result)
+    assert result["blocks"][0]["text"]["text"] == (
+        f":white_check_mark: `{sid}` is already up to date (ngrok: no update available); "
+        "nothing was changed."
+    )
+    assert "Could not" not in all_text(result) and ":x:" not in all_text(result)
 
 
 @pytest.mark.parametrize("op", ["restart", "stop", "update"])

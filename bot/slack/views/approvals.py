@@ -30,6 +30,7 @@ _PAST: dict[Action, str] = {
     "update": "Started the update of",
     "stop": "Stopped",
 }
+UP_TO_DATE_WORDS = "already up to date (ngrok: no update available); nothing was changed"
 _AFTER: dict[Action, str] = {
     "restart": "The agent will come back with a new session id.",
     "update": "The bot restarts the agent at least 10 s later so the new version runs; it will "
@@ -105,10 +106,15 @@ def render_action_result(
     succeeded: bool,
     detail: str = "",
     elapsed_seconds: float | None = None,
+    up_to_date: bool = False,
 ) -> dict[str, Any]:
-    """Replaces the prompt: done or failed, in one sentence (`detail` is the error)."""
+    """Replaces the prompt: done or failed, in one sentence (`detail` is the error).
+    `up_to_date`: ngrok said "no update available", which is no failure."""
     target = bk.code_span(session_id, 60)
     took = f" in {bk.format_elapsed(elapsed_seconds)}" if elapsed_seconds is not None else ""
+    if up_to_date:
+        text = f":white_check_mark: {target} is {UP_TO_DATE_WORDS}."
+        return bk.message(f"{session_id} is already up to date.", [bk.section(text)])
     if succeeded:
         text = f":white_check_mark: {_PAST[op]} {target}{took}. {_AFTER[op]}".strip()
         fallback = f"{_PAST[op]} {session_id}."
@@ -128,11 +134,14 @@ def render_public_record(
     succeeded: bool,
     elapsed_seconds: float,
     detail: str = "",
+    up_to_date: bool = False,
 ) -> dict[str, Any]:
     """What everyone in the channel or thread sees after an action ran."""
     target = bk.code_span(session.id, 60)
     took = bk.format_elapsed(elapsed_seconds)
-    if succeeded:
+    if up_to_date:
+        text = f":white_check_mark: *{OP_LABEL[op]}* of {target}: {UP_TO_DATE_WORDS}."
+    elif succeeded:
         text = f":white_check_mark: *{OP_LABEL[op]}* of {target} done in {took}."
         if _AFTER[op]:
             text += f" {_AFTER[op]}"
@@ -144,7 +153,7 @@ def render_public_record(
         bk.section(session_summary(session), block_id="summary"),
         bk.context(_who(requester_id, approver_id)),
     ]
-    outcome = "done" if succeeded else "failed"
+    outcome = "already up to date" if up_to_date else "done" if succeeded else "failed"
     return bk.message(f"{OP_LABEL[op]} of {session.id} {outcome} in {took}", blocks)
 
 
@@ -168,6 +177,7 @@ def render_two_person_request(
     elapsed_seconds: float | None = None,
     approvers: Sequence[str] = (),
     reason: str = "",
+    up_to_date: bool = False,
 ) -> dict[str, Any]:
     """The public request, edited in place as it moves on. `actor_id` is whoever approved
     or denied it; `detail` the error for `failed`; `approvers` (configured user and group
@@ -181,7 +191,9 @@ def render_two_person_request(
     status = {
         "requested": f"A second person must approve; expires in {format_expiry(ttl_seconds)}.",
         "running": f":hourglass_flowing_sand: Approved by {actor}; running…",
-        "done": f":white_check_mark: Approved by {actor}; done{took}. {_AFTER[op]}".strip(),
+        "done": f":white_check_mark: Approved by {actor}; {UP_TO_DATE_WORDS}."
+        if up_to_date
+        else f":white_check_mark: Approved by {actor}; done{took}. {_AFTER[op]}".strip(),
         "failed": f":x: Approved by {actor}; failed{took}: "
         + bk.clip(detail or "ngrok gave no reason", 1000),
         "denied": _denied_line(request, actor_id, reason),
@@ -226,6 +238,7 @@ def render_requester_notice(
     actor_id: str | None = None,
     reason: str = "",
     detail: str = "",
+    up_to_date: bool = False,
 ) -> dict[str, Any]:
     """What the requester of a two-person request is told privately at each outcome."""
     op, target = request.action, bk.code_span(request.session.id, 60)
@@ -234,7 +247,9 @@ def render_requester_notice(
     text = {
         "running": f":hourglass_flowing_sand: {actor} approved your request to {op} {target}; "
         "it is running now.",
-        "done": f":white_check_mark: Your request to {op} {target} ran: done. {_AFTER[op]}".strip(),
+        "done": f":white_check_mark: Your request to {op} {target} ran: {UP_TO_DATE_WORDS}."
+        if up_to_date
+        else f":white_check_mark: Your request to {op} {target} ran: done. {_AFTER[op]}".strip(),
         "failed": f":x: Your request to {op} {target} was approved but failed: "
         + bk.clip(detail or "ngrok gave no reason", 1000),
         "denied": f":no_entry_sign: {actor} denied your request to {op} {target}; nothing was "
