@@ -14,18 +14,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-
 from bot.deps import Deps
 from bot.ngrok.models import Action, TunnelSession, as_action
 from bot.policy import ApprovalMode, may_approve
 from bot.slack.invocation import Invocation
-from bot.slack.views.approvals import (
-    NoticeState,
-    TwoPersonState,
-    render_requester_notice,
-    render_two_person_request,
-)
 from bot.slack.views.errors import render_error
 from bot.slack.views.follow_ups import (
     render_successor,
@@ -36,6 +28,15 @@ from bot.state.approvals import ApprovalClaims, TokenError, verify_current_token
 from bot.state.requests import TwoPersonRequest
 from bot.state.successors import remember_successor
 from commands.execute import Outcome, find_successor_once, run_action
+from commands.records import (
+    ACTION_PREFIX,
+    edit_request,
+    finish_parent,
+    notify_requester,
+    settle_record,
+    state_after,
+    thread_of,
+)
 
 log = logging.getLogger("ngrok_ops.approval")
 
@@ -50,7 +51,6 @@ EXPIRED = (
 RESTART_SEARCH_SECONDS = 60.0
 SUCCESSOR_POLL_SECONDS = 2.0
 URGENT_SUCCESSOR_LOOKS = 3
-ACTION_PREFIX = "action:"
 ACTION_RECORD_SECONDS = 7 * 24 * 3600
 # Job names: what commands.jobs registers and these functions enqueue.
 JOB_SUCCESSOR = "successor"
@@ -150,11 +150,16 @@ def perform(
     approver: str,
     fields: dict[str, Any],
     announce: Callable[[Outcome], None],
+    record_ts: str | None = None,
+    two_person: bool = False,
+    parent: str | None = None,
 ) -> Outcome | None:
     """Runs one approved action exactly once: its record is created under `action_id`
     before anything is sent (a job delivered twice stops here), moved to "sending" just
     before the POST and to "sent"/"failed" after it, so a process that dies in between
-    leaves a record that recovery resolves instead of repeating the POST."""
+    leaves a record that recovery resolves instead of repeating the POST. `record_ts` is
+    the action's public record (`two_person`: its public request), edited as it moves;
+    `parent` the update whose record a finishing restart completes (commands.records)."""
     key = ACTION_PREFIX + action_id
     now = deps.clock()
     record = {
@@ -168,6 +173,9 @@ def perform(
         "fields": fields,
         "started": now,
         "updated": now,
+        "record_ts": record_ts,
+        "two_person": two_person,
+        "parent": parent,
     }
     if not deps.store.create_request(key, record, ttl_seconds=ACTION_RECORD_SECONDS):
         log.warning("action %s was already started; not sending it again", action_id)
@@ -209,6 +217,11 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
         **fields,
     )
     announce(outcome)
+    settle_record(
+        deps, claimed, state_after(claimed, ok=outcome.ok, up_to_date=outcome.up_to_date),
+        detail="" if outcome.ok else outcome.sentence, seconds=outcome.seconds,
+    )  # fmt: skip
+    finish_parent(deps, claimed, ok=outcome.ok, detail=outcome.sentence)
     if outcome.ok and not outcome.up_to_date and claimed.get("follow_up", True):
         # (a fleet run drives its own follow-ups)
         follow_up(deps, claimed, key.removeprefix(ACTION_PREFIX))
@@ -225,7 +238,7 @@ def outcome_word(outcome: Outcome) -> str:
 
 def follow_up(deps: Deps, record: dict[str, Any], action_id: str) -> None:
     """What a successful action promises next, as jobs that outlive this process."""
-    base = {"where": record["where"], "account": record["account"], "session": record["session"]}
+    base = {"where": thread_of(record), "account": record["account"], "session": record["session"]}
     if record["action"] == "restart":
         deadline = deps.clock() + RESTART_SEARCH_SECONDS
         deps.jobs.submit(JOB_SUCCESSOR, {**base, "deadline": deadline})
@@ -260,7 +273,8 @@ def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
 
 def finish_update(deps: Deps, payload: dict[str, Any]) -> None:
     """An update only takes effect after a restart at least 10 s later; the bot does it,
-    except on Windows, where the agent cannot restart itself."""
+    except on Windows, where the agent cannot restart itself. Both are said in the thread
+    of the update's record; the restart, once through, makes that record "done"."""
     session = TunnelSession.from_api(payload["session"])
     where = Invocation.from_data(payload["where"], deps.slack)
     if session.is_windows:
@@ -276,42 +290,8 @@ def finish_update(deps: Deps, payload: dict[str, Any]) -> None:
         deps, where, payload["account"], "restart", session,
         action_id=f"{payload['action_id']}:restart", approver=payload["approver"],
         fields={**payload["fields"], "action": "restart", "follows": "update"},
-        announce=announce,
+        announce=announce, parent=ACTION_PREFIX + str(payload["action_id"]),
     )  # fmt: skip
-
-
-def edit_request(
-    deps: Deps, request: TwoPersonRequest, state: TwoPersonState, **extra: Any
-) -> None:
-    """Edits the public request in place; a failed edit is logged, the state is in the store."""
-    if not request.ts:
-        return
-    try:
-        deps.slack.chat_update(
-            channel=request.channel,
-            ts=request.ts,
-            **render_two_person_request(request, state=state, **extra),
-        )
-    except SlackApiError as error:
-        log.warning("could not edit request %s: %s", request.id, error.response.get("error"))
-
-
-def notify_requester(
-    deps: Deps, request: TwoPersonRequest, state: NoticeState, **details: Any
-) -> None:
-    """Tells the requester of a two-person request privately (a DM from the bot) how it
-    went; a failed DM is logged, the public request still shows the state."""
-    try:
-        deps.slack.chat_postMessage(
-            channel=request.requester,
-            unfurl_links=False,
-            **render_requester_notice(request, state, **details),
-        )
-    except SlackApiError as error:
-        log.warning(
-            "could not tell %s about request %s: %s",
-            request.requester, request.id, error.response.get("error"),
-        )  # fmt: skip
 
 
 def expire_request(deps: Deps, request_id: str) -> None:

@@ -64,7 +64,7 @@ def test_no_update_available_reads_as_already_up_to_date(stack):
     assert "already up to date" in texts_of(result)
     assert ":x:" not in texts_of(result) and "Could not" not in texts_of(result)
     record = stack.posted(
-        "chat.postMessage", predicate=lambda c: "already up to date" in json.dumps(c.body)
+        "chat.update", predicate=lambda c: "already up to date" in json.dumps(c.body)
     )[0]
     assert sid in texts_of(record.body) and "failed" not in texts_of(record.body)
     (post,) = stack.action_posts(sid)  # the update, and no restart after it

@@ -24,7 +24,9 @@ from bot.slack.ids import (
 from bot.slack.views.agent_text import OP_EFFECT, OP_LABEL, session_summary
 from bot.state.requests import TwoPersonRequest
 
-TwoPersonState = Literal["requested", "running", "done", "failed", "denied", "expired"]
+TwoPersonState = Literal[
+    "requested", "running", "restarting", "done", "failed", "denied", "expired"
+]
 _PAST: dict[Action, str] = {
     "restart": "Restarted",
     "update": "Started the update of",
@@ -125,36 +127,9 @@ def render_action_result(
     return bk.message(fallback, [bk.section(text)])
 
 
-def render_public_record(
-    op: Action,
-    session: TunnelSession,
-    *,
-    requester_id: str,
-    approver_id: str,
-    succeeded: bool,
-    elapsed_seconds: float,
-    detail: str = "",
-    up_to_date: bool = False,
-) -> dict[str, Any]:
-    """What everyone in the channel or thread sees after an action ran."""
-    target = bk.code_span(session.id, 60)
-    took = bk.format_elapsed(elapsed_seconds)
-    if up_to_date:
-        text = f":white_check_mark: *{OP_LABEL[op]}* of {target}: {UP_TO_DATE_WORDS}."
-    elif succeeded:
-        text = f":white_check_mark: *{OP_LABEL[op]}* of {target} done in {took}."
-        if _AFTER[op]:
-            text += f" {_AFTER[op]}"
-    else:
-        reason = bk.clip(detail or "ngrok gave no reason", 1000)
-        text = f":x: *{OP_LABEL[op]}* of {target} failed after {took}: {reason}"
-    blocks = [
-        bk.section(text),
-        bk.section(session_summary(session), block_id="summary"),
-        bk.context(_who(requester_id, approver_id)),
-    ]
-    outcome = "already up to date" if up_to_date else "done" if succeeded else "failed"
-    return bk.message(f"{OP_LABEL[op]} of {session.id} {outcome} in {took}", blocks)
+def who_line(requester_id: str, approver_id: str | None) -> str:
+    """`Requested by @a · approved by @b`, the context line of every record."""
+    return _who(requester_id, approver_id)
 
 
 def _who(requester_id: str, approver_id: str | None) -> str:
@@ -178,10 +153,13 @@ def render_two_person_request(
     approvers: Sequence[str] = (),
     reason: str = "",
     up_to_date: bool = False,
+    restart_in: float = 0.0,
 ) -> dict[str, Any]:
     """The public request, edited in place as it moves on. `actor_id` is whoever approved
     or denied it; `detail` the error for `failed`; `approvers` (configured user and group
-    ids) are mentioned while the request waits, so someone who can approve it notices."""
+    ids) are mentioned while the request waits, so someone who can approve it notices.
+    `restarting` (an update that ran; its restart comes `restart_in` seconds later) is
+    shown only: the request stays "running" in the store until the restart is done."""
     op, session, ttl_seconds = request.action, request.session, request.ttl
     target = bk.code_span(session.id, 60)
     label = OP_LABEL[op]
@@ -191,6 +169,8 @@ def render_two_person_request(
     status = {
         "requested": f"A second person must approve; expires in {format_expiry(ttl_seconds)}.",
         "running": f":hourglass_flowing_sand: Approved by {actor}; running…",
+        "restarting": f":hourglass_flowing_sand: Approved by {actor}; updated{took}, restarting "
+        f"in {bk.format_elapsed(restart_in)} so the new version runs…",
         "done": f":white_check_mark: Approved by {actor}; {UP_TO_DATE_WORDS}."
         if up_to_date
         else f":white_check_mark: Approved by {actor}; done{took}. {_AFTER[op]}".strip(),
