@@ -26,6 +26,7 @@ from bot.slack.views.follow_ups import (
 )
 from bot.state.approvals import ApprovalClaims, TokenError, verify_current_token
 from bot.state.requests import TwoPersonRequest
+from bot.state.runs import RUN_PREFIX
 from bot.state.successors import remember_successor
 from commands.execute import Outcome, find_successor_once, run_action
 from commands.records import (
@@ -56,6 +57,7 @@ ACTION_RECORD_SECONDS = 7 * 24 * 3600
 JOB_SUCCESSOR = "successor"
 JOB_FINISH_UPDATE = "finish_update"
 JOB_EXPIRE_REQUEST = "expire_request"
+JOB_EXPIRE_RUN = "expire_run"  # a two-person fleet run's request (commands.fleet)
 
 
 def audit_fields(
@@ -94,7 +96,11 @@ def verify_click(inv: Invocation, deps: Deps, token: str, kinds: set[str]) -> Ap
     except TokenError as error:
         if error.reason == "expired":
             expired = error.claims
-            if expired is not None and expired.kind == "two-person" and expired.request_id:
+            if expired is not None and (expired.request_id or "").startswith(RUN_PREFIX):
+                # A fleet run's request: commands.fleet moves it (a job: no import upward).
+                run_id = (expired.request_id or "").removeprefix(RUN_PREFIX)
+                deps.jobs.submit(JOB_EXPIRE_RUN, {"run_id": run_id})
+            elif expired is not None and expired.kind == "two-person" and expired.request_id:
                 # The expiry task may not have run yet; whoever clicks late moves the
                 # public request to "expired" (a no-op when already decided).
                 expire_request(deps, expired.request_id)
