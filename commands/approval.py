@@ -14,18 +14,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-
 from bot.deps import Deps
 from bot.ngrok.models import Action, TunnelSession, as_action
 from bot.policy import ApprovalMode, may_approve
 from bot.slack.invocation import Invocation
-from bot.slack.views.approvals import (
-    NoticeState,
-    TwoPersonState,
-    render_requester_notice,
-    render_two_person_request,
-)
 from bot.slack.views.errors import render_error
 from bot.slack.views.follow_ups import (
     render_successor,
@@ -34,8 +26,18 @@ from bot.slack.views.follow_ups import (
 )
 from bot.state.approvals import ApprovalClaims, TokenError, verify_current_token
 from bot.state.requests import TwoPersonRequest
+from bot.state.runs import RUN_PREFIX
 from bot.state.successors import remember_successor
 from commands.execute import Outcome, find_successor_once, run_action
+from commands.records import (
+    ACTION_PREFIX,
+    edit_request,
+    finish_parent,
+    notify_requester,
+    settle_record,
+    state_after,
+    thread_of,
+)
 
 log = logging.getLogger("ngrok_ops.approval")
 
@@ -50,12 +52,12 @@ EXPIRED = (
 RESTART_SEARCH_SECONDS = 60.0
 SUCCESSOR_POLL_SECONDS = 2.0
 URGENT_SUCCESSOR_LOOKS = 3
-ACTION_PREFIX = "action:"
 ACTION_RECORD_SECONDS = 7 * 24 * 3600
 # Job names: what commands.jobs registers and these functions enqueue.
 JOB_SUCCESSOR = "successor"
 JOB_FINISH_UPDATE = "finish_update"
 JOB_EXPIRE_REQUEST = "expire_request"
+JOB_EXPIRE_RUN = "expire_run"  # a two-person fleet run's request (commands.fleet)
 
 
 def audit_fields(
@@ -94,7 +96,11 @@ def verify_click(inv: Invocation, deps: Deps, token: str, kinds: set[str]) -> Ap
     except TokenError as error:
         if error.reason == "expired":
             expired = error.claims
-            if expired is not None and expired.kind == "two-person" and expired.request_id:
+            if expired is not None and (expired.request_id or "").startswith(RUN_PREFIX):
+                # A fleet run's request: commands.fleet moves it (a job: no import upward).
+                run_id = (expired.request_id or "").removeprefix(RUN_PREFIX)
+                deps.jobs.submit(JOB_EXPIRE_RUN, {"run_id": run_id})
+            elif expired is not None and expired.kind == "two-person" and expired.request_id:
                 # The expiry task may not have run yet; whoever clicks late moves the
                 # public request to "expired" (a no-op when already decided).
                 expire_request(deps, expired.request_id)
@@ -150,11 +156,16 @@ def perform(
     approver: str,
     fields: dict[str, Any],
     announce: Callable[[Outcome], None],
+    record_ts: str | None = None,
+    two_person: bool = False,
+    parent: str | None = None,
 ) -> Outcome | None:
     """Runs one approved action exactly once: its record is created under `action_id`
     before anything is sent (a job delivered twice stops here), moved to "sending" just
     before the POST and to "sent"/"failed" after it, so a process that dies in between
-    leaves a record that recovery resolves instead of repeating the POST."""
+    leaves a record that recovery resolves instead of repeating the POST. `record_ts` is
+    the action's public record (`two_person`: its public request), edited as it moves;
+    `parent` the update whose record a finishing restart completes (commands.records)."""
     key = ACTION_PREFIX + action_id
     now = deps.clock()
     record = {
@@ -168,6 +179,9 @@ def perform(
         "fields": fields,
         "started": now,
         "updated": now,
+        "record_ts": record_ts,
+        "two_person": two_person,
+        "parent": parent,
     }
     if not deps.store.create_request(key, record, ttl_seconds=ACTION_RECORD_SECONDS):
         log.warning("action %s was already started; not sending it again", action_id)
@@ -192,7 +206,8 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
     outcome = run_action(client, action, session.id, urgent=bool(claimed.get("urgent", True)))
     deps.store.transition_request(
         key, expect_state="sending", new_state="sent" if outcome.ok else "failed",
-        changes={"updated": deps.clock(), "ok": outcome.ok, "sentence": outcome.sentence},
+        changes={"updated": deps.clock(), "ok": outcome.ok, "sentence": outcome.sentence,
+                 "up_to_date": outcome.up_to_date},
     )  # fmt: skip
     deps.fleet.invalidate(claimed["account"])  # the list must not show the old state
     approver, fields = claimed["approver"], claimed["fields"]
@@ -200,7 +215,7 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
         "executed" if outcome.ok else "failed",
         actor=approver,
         approver=approver,
-        outcome="ok" if outcome.ok else "failed",
+        outcome=outcome_word(outcome),
         detail=outcome.sentence,
         duration_ms=round(outcome.seconds * 1000),
         error_code=outcome.error_code,
@@ -208,14 +223,28 @@ def send_recorded(deps: Deps, key: str, announce: Callable[[Outcome], None]) -> 
         **fields,
     )
     announce(outcome)
-    if outcome.ok and claimed.get("follow_up", True):  # a fleet run drives its own
+    settle_record(
+        deps, claimed, state_after(claimed, ok=outcome.ok, up_to_date=outcome.up_to_date),
+        detail="" if outcome.ok else outcome.sentence, seconds=outcome.seconds,
+    )  # fmt: skip
+    finish_parent(deps, claimed, ok=outcome.ok, detail=outcome.sentence)
+    if outcome.ok and not outcome.up_to_date and claimed.get("follow_up", True):
+        # (a fleet run drives its own follow-ups)
         follow_up(deps, claimed, key.removeprefix(ACTION_PREFIX))
     return outcome
 
 
+def outcome_word(outcome: Outcome) -> str:
+    """The audit record's `outcome`: ok, failed, or already up to date (an update ngrok
+    answered with "no update available", which changed nothing and is not a failure)."""
+    if outcome.up_to_date:
+        return "already up to date"
+    return "ok" if outcome.ok else "failed"
+
+
 def follow_up(deps: Deps, record: dict[str, Any], action_id: str) -> None:
     """What a successful action promises next, as jobs that outlive this process."""
-    base = {"where": record["where"], "account": record["account"], "session": record["session"]}
+    base = {"where": thread_of(record), "account": record["account"], "session": record["session"]}
     if record["action"] == "restart":
         deadline = deps.clock() + RESTART_SEARCH_SECONDS
         deps.jobs.submit(JOB_SUCCESSOR, {**base, "deadline": deadline})
@@ -250,7 +279,8 @@ def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
 
 def finish_update(deps: Deps, payload: dict[str, Any]) -> None:
     """An update only takes effect after a restart at least 10 s later; the bot does it,
-    except on Windows, where the agent cannot restart itself."""
+    except on Windows, where the agent cannot restart itself. Both are said in the thread
+    of the update's record; the restart, once through, makes that record "done"."""
     session = TunnelSession.from_api(payload["session"])
     where = Invocation.from_data(payload["where"], deps.slack)
     if session.is_windows:
@@ -266,42 +296,8 @@ def finish_update(deps: Deps, payload: dict[str, Any]) -> None:
         deps, where, payload["account"], "restart", session,
         action_id=f"{payload['action_id']}:restart", approver=payload["approver"],
         fields={**payload["fields"], "action": "restart", "follows": "update"},
-        announce=announce,
+        announce=announce, parent=ACTION_PREFIX + str(payload["action_id"]),
     )  # fmt: skip
-
-
-def edit_request(
-    deps: Deps, request: TwoPersonRequest, state: TwoPersonState, **extra: Any
-) -> None:
-    """Edits the public request in place; a failed edit is logged, the state is in the store."""
-    if not request.ts:
-        return
-    try:
-        deps.slack.chat_update(
-            channel=request.channel,
-            ts=request.ts,
-            **render_two_person_request(request, state=state, **extra),
-        )
-    except SlackApiError as error:
-        log.warning("could not edit request %s: %s", request.id, error.response.get("error"))
-
-
-def notify_requester(
-    deps: Deps, request: TwoPersonRequest, state: NoticeState, **details: Any
-) -> None:
-    """Tells the requester of a two-person request privately (a DM from the bot) how it
-    went; a failed DM is logged, the public request still shows the state."""
-    try:
-        deps.slack.chat_postMessage(
-            channel=request.requester,
-            unfurl_links=False,
-            **render_requester_notice(request, state, **details),
-        )
-    except SlackApiError as error:
-        log.warning(
-            "could not tell %s about request %s: %s",
-            request.requester, request.id, error.response.get("error"),
-        )  # fmt: skip
 
 
 def expire_request(deps: Deps, request_id: str) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from bot.deps import Deps
 from bot.policy import approval_mode_for_request
 from bot.slack.invocation import Invocation
+from bot.slack.views.action_record import render_action_record
 from bot.slack.views.approvals import (
     cancel_too_late_sentence,
     render_action_result,
     render_cancelled,
-    render_public_record,
     used_sentence,
 )
 from bot.slack.views.errors import render_error
@@ -52,6 +52,13 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
     fields = audit_fields(claims, session, account.name)
     deps.auditor.record("approved", actor=inv.user_id, approver=inv.user_id, **fields)
     where = where_claimed(inv, claims)
+    # The one public record, posted now and edited in place (commands.records) as it moves.
+    record_ts = where.public(
+        render_action_record(
+            action, session, state="running", requester_id=claims.requester,
+            approver_id=inv.user_id,
+        )
+    )  # fmt: skip
 
     def announce(outcome: Outcome) -> None:
         inv.replace(
@@ -61,23 +68,13 @@ def approve_own_request(inv: Invocation, deps: Deps, token: str) -> None:
                 succeeded=outcome.ok,
                 detail=outcome.sentence,
                 elapsed_seconds=outcome.seconds,
-            )
-        )
-        where.public(
-            render_public_record(
-                action,
-                session,
-                requester_id=claims.requester,
-                approver_id=inv.user_id,
-                succeeded=outcome.ok,
-                elapsed_seconds=outcome.seconds,
-                detail="" if outcome.ok else outcome.sentence,
+                up_to_date=outcome.up_to_date,
             )
         )
 
     perform(
         deps, where, account.name, action, session, action_id=claims.nonce,
-        approver=inv.user_id, fields=fields, announce=announce,
+        approver=inv.user_id, fields=fields, announce=announce, record_ts=record_ts,
     )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from bot.slack.blocks import ButtonContext
 from bot.slack.invocation import Invocation
 from bot.slack.views.details import render_session_detail
 from bot.slack.views.errors import render_error
-from commands.lookup import fetch_session
+from commands.lookup import fetch_session, newest_seen
 
 log = logging.getLogger("ngrok_ops.details")
 
@@ -30,7 +30,7 @@ def show_session(inv: Invocation, deps: Deps, session_id: str, *, shared: bool =
     )
     if found is None:
         return
-    _, client, session = found
+    account, client, session = found
     try:
         endpoints = client.session_endpoints([session.id]).get(session.id, [])
     except NgrokError as error:
@@ -46,6 +46,7 @@ def show_session(inv: Invocation, deps: Deps, session_id: str, *, shared: bool =
         rights=rights_note(deps.config, roles, inv.channel_id),
         shared_by=inv.user_id if shared else None,
         host_keys=deps.config.host_keys,
+        newest_version=newest_seen(deps, account.name),
     )
     if shared:
         inv.public(message)

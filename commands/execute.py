@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.ngrok.cel import SessionFilter
 from bot.ngrok.client import NgrokClient
-from bot.ngrok.errors import NgrokError
+from bot.ngrok.errors import NgrokError, is_no_update_available
 from bot.ngrok.models import Action, TunnelSession
 from commands.explain import explain
 
@@ -30,6 +30,7 @@ class Outcome:
     seconds: float
     error_code: str | None = None
     may_have_been_applied: bool = False
+    up_to_date: bool = False  # an update ngrok answered "no update available": nothing to do
 
 
 DONE: dict[Action, str] = {
@@ -37,6 +38,8 @@ DONE: dict[Action, str] = {
     "stop": "The agent was told to stop; it exits and does not come back on its own.",
     "update": "The agent is installing the latest minor version.",
 }
+
+UP_TO_DATE = "The agent is already up to date (ngrok: no update available); nothing was changed."
 
 
 def run_action(
@@ -53,6 +56,11 @@ def run_action(
     try:
         client.act(op, session_id, urgent=urgent)
     except NgrokError as error:
+        if op == "update" and is_no_update_available(error):
+            return Outcome(
+                ok=True, sentence=UP_TO_DATE, seconds=clock() - started,
+                error_code=error.error_code, up_to_date=True,
+            )  # fmt: skip
         return Outcome(
             ok=False,
             sentence=explain(error, action=op, session_id=session_id),

@@ -37,7 +37,7 @@ from bot.state.runs import (
     new_run_id,
     save_new_run,
 )
-from commands.approval import may_click, verify_click
+from commands.approval import JOB_EXPIRE_RUN, may_click, verify_click
 from commands.explain import explain
 from commands.fleet_exec import JOB_FLEET_TICK, progress_of, publish_progress, start_chain
 from commands.fleet_plan import (
@@ -276,6 +276,7 @@ def ask_run_approval(inv: Invocation, deps: Deps, token: str) -> None:
     )
     if ts:
         move_run(deps.store, moved, "requested", progress_ts=ts)
+    deps.jobs.later(deps.config.approval_ttl_seconds, JOB_EXPIRE_RUN, {"run_id": run.id})
     inv.replace(
         render_run_notice("Approval requested in the channel; an approver must approve it.")
     )
@@ -385,6 +386,22 @@ def show_runs(inv: Invocation, deps: Deps) -> None:
             )
         )
     inv.answer(render_runs(lines))
+
+
+def expire_run(deps: Deps, payload: dict[str, Any]) -> None:
+    """A two-person run nobody decided in time: its public request reads "expired". Runs as
+    a job at the expiry time, and from a late click; a no-op once the run was decided."""
+    run = load_run(deps.store, str(payload["run_id"]))
+    if run is None or run.state != "requested":
+        return
+    expired = move_run(deps.store, run, "expired")
+    if expired is None:
+        return  # decided (or expired) by someone else first
+    deps.auditor.record(
+        "expired", actor=run.requester, action=run.action, session_id=run.key, run_id=run.id,
+        requester=run.requester, channel=run.channel,
+    )  # fmt: skip
+    publish_progress(deps, expired, {}, force=True)
 
 
 def run_click(deps: Deps, payload: dict[str, Any]) -> None:

@@ -50,7 +50,7 @@ from bot.state.runs import (
     record_outcome,
 )
 from bot.state.successors import remember_successor
-from commands.approval import ACTION_PREFIX, ACTION_RECORD_SECONDS, send_recorded
+from commands.approval import ACTION_RECORD_SECONDS, send_recorded
 from commands.execute import Outcome, is_successor
 from commands.fleet_plan import (
     IPS_PER_LOOK,
@@ -59,6 +59,7 @@ from commands.fleet_plan import (
     split_batches,
 )
 from commands.grammar import compare_versions
+from commands.records import ACTION_PREFIX
 from commands.recovery import resolve
 
 log = logging.getLogger("ngrok_ops.fleet")
@@ -309,7 +310,9 @@ class Step:
                 self._failed_post(session, first)
                 continue
             sent_at = float(first.get("updated") or now)
-            if self.run.action == "stop":
+            if first.get("up_to_date"):
+                self._outcome(session, "skipped", "already up to date")
+            elif self.run.action == "stop":
                 self._outcome(session, "done", "stopped")
             elif self.run.action == "restart":
                 waiting.append(_Waiting(session, sent_at, expect_newer=False))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 from bot.deps import Deps
-from commands.fleet import JOB_RUN_CLICK, run_click
+from commands.approval import JOB_EXPIRE_RUN
+from commands.fleet import JOB_RUN_CLICK, expire_run, run_click
 from commands.fleet_exec import (
     JOB_FLEET_RESUME_ALL,
     JOB_FLEET_TICK,
@@ -20,6 +21,7 @@ __all__ = ["JOB_RUN_CLICK", "register_fleet_jobs"]
 
 def register_fleet_jobs(deps: Deps) -> None:
     deps.jobs.register(JOB_RUN_CLICK, partial(run_click, deps))
+    deps.jobs.register(JOB_EXPIRE_RUN, partial(expire_run, deps))
     deps.jobs.register(JOB_FLEET_TICK, partial(tick, deps))
     deps.jobs.register(JOB_FLEET_RESUME_ALL, partial(resume_all, deps))
     deps.jobs.register(JOB_FLEET_WATCHDOG, partial(watchdog, deps))

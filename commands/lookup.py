@@ -23,6 +23,7 @@ from bot.slack.views.targets import (
 )
 from bot.state.successors import successor_of
 from commands.explain import explain
+from commands.fleet_plan import newest_version
 
 Reply = Callable[[dict[str, Any]], Any]
 
@@ -96,3 +97,10 @@ def _gone(
     rows = deps.store.recent_audit(limit=1, session_id=session_id)
     last = f"{rows[0].get('action', '?')} {rows[0].get('event', '?')}" if rows else None
     return render_never_seen(session_id, last)
+
+
+def newest_seen(deps: Deps, account: str) -> str | None:
+    """The newest agent version in the account's last whole-fleet scan, if one is cached;
+    None when none is (a details view must not cost a full scan just to know this)."""
+    fleet = deps.fleet.peek(account, None)
+    return newest_version(fleet) if fleet else None

@@ -21,9 +21,9 @@ from bot.ngrok.errors import NgrokError, NotFound
 from bot.ngrok.models import TunnelSession, as_action
 from bot.slack.invocation import Invocation
 from bot.slack.views.follow_ups import render_recovered
-from bot.state.requests import TwoPersonRequest
-from commands.approval import ACTION_PREFIX, edit_request, follow_up, send_recorded
+from commands.approval import follow_up, send_recorded
 from commands.execute import find_successor_once
+from commands.records import ACTION_PREFIX, finish_parent, settle_record, state_after, thread_of
 
 log = logging.getLogger("ngrok_ops.recovery")
 
@@ -45,7 +45,9 @@ def resolve(deps: Deps, record: dict[str, Any]) -> None:
     if record["state"] == "approved":
         log.info("sending approved action %s that a stopped process never sent", key)
         send_recorded(
-            deps, key, lambda outcome: _tell(deps, record, where, outcome.sentence, ok=outcome.ok)
+            deps,
+            key,
+            lambda outcome: _tell(deps, record, where, outcome.sentence, settle=False),
         )
         return
     ok, finding = _what_happened(deps, record)
@@ -96,33 +98,24 @@ def _what_happened(deps: Deps, record: dict[str, Any]) -> tuple[bool, str]:
 
 
 def _tell(
-    deps: Deps, record: dict[str, Any], where: Invocation, finding: str, *, ok: bool = True
-) -> None:
-    """The thread, the requester, and a two-person request's public message."""
+    deps: Deps, record: dict[str, Any], where: Invocation, finding: str, *, ok: bool = True,
+    settle: bool = True,
+) -> None:  # fmt: skip
+    """The record's thread, the requester, and the action's public record (unless
+    send_recorded, which moves it itself, ran the action)."""
     fields = record["fields"]
     message = render_recovered(
         record["action"], TunnelSession.from_api(record["session"]).id,
         requester_id=fields.get("requester") or "", approver_id=record["approver"],
         finding=finding,
     )  # fmt: skip
-    where.public(message)
+    Invocation.from_data(thread_of(record), deps.slack).public(message)
     requester = fields.get("requester")
     if requester:
         Invocation(
             entry="action", user_id=requester, channel_id=where.channel_id,
             thread_ts=where.thread_ts, client=deps.slack,
         ).private(message)  # fmt: skip
-    _finish_two_person(deps, fields.get("request_id"), ok, finding)
-
-
-def _finish_two_person(deps: Deps, request_id: str | None, ok: bool, finding: str) -> None:
-    if not request_id:
-        return
-    done = deps.store.transition_request(
-        request_id, expect_state="running", new_state="done" if ok else "failed", changes={}
-    )
-    if done is not None:
-        edit_request(
-            deps, TwoPersonRequest.from_record(done), "done" if ok else "failed",
-            actor_id=done.get("decided_by"), detail="" if ok else finding,
-        )  # fmt: skip
+    if settle:
+        settle_record(deps, record, state_after(record, ok=ok), detail="" if ok else finding)
+        finish_parent(deps, record, ok=ok, detail=finding)

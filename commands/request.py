@@ -6,11 +6,12 @@ from bot.deps import Deps
 from bot.ngrok.models import Action, unsupported_reason
 from bot.policy import approval_mode_for_request, may_request
 from bot.slack.invocation import Invocation
+from bot.slack.views.agent_text import nothing_to_update_sentence, runs_newest
 from bot.slack.views.approvals import render_approval_prompt
-from bot.slack.views.errors import render_error
+from bot.slack.views.errors import render_error, render_notice
 from bot.state.approvals import issue_token
 from commands.approval import audit_fields
-from commands.lookup import fetch_session
+from commands.lookup import fetch_session, newest_seen
 
 
 def request_action(inv: Invocation, deps: Deps, action: Action, session_id: str) -> None:
@@ -33,6 +34,10 @@ def request_action(inv: Invocation, deps: Deps, action: Action, session_id: str)
     cannot = unsupported_reason(action, session)
     if cannot:
         inv.private(render_error(cannot))
+        return
+    newest = newest_seen(deps, account.name) if action == "update" else None
+    if newest and runs_newest(session, newest):
+        inv.private(render_notice(nothing_to_update_sentence(session_id, newest)))
         return
     mode = approval_mode_for_request(deps.config, action, [session])
     ttl = deps.config.approval_ttl_seconds

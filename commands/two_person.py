@@ -17,7 +17,6 @@ from bot.policy import may_request
 from bot.slack.invocation import Invocation
 from bot.slack.views.approvals import (
     MAX_REASON,
-    TwoPersonState,
     render_reason_modal,
     render_two_person_request,
     used_sentence,
@@ -29,15 +28,13 @@ from bot.state.requests import TwoPersonRequest
 from commands.approval import (
     JOB_EXPIRE_REQUEST,
     audit_fields,
-    edit_request,
     may_click,
-    notify_requester,
     perform,
     verify_click,
     where_claimed,
 )
-from commands.execute import Outcome
 from commands.lookup import fetch_session
+from commands.records import edit_request, notify_requester
 
 log = logging.getLogger("ngrok_ops.two_person")
 
@@ -201,23 +198,10 @@ def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool, reason: st
     deps.auditor.record("approved", actor=inv.user_id, approver=inv.user_id, **fields)
     edit_request(deps, decided, "running", actor_id=inv.user_id)
     notify_requester(deps, decided, "running", actor_id=inv.user_id)
-
-    def announce(outcome: Outcome) -> None:
-        state: TwoPersonState = "done" if outcome.ok else "failed"
-        done = deps.store.transition_request(
-            decided.id, expect_state="running", new_state=state, changes={}
-        )
-        edit_request(
-            deps, TwoPersonRequest.from_record(done) if done else decided, state,
-            actor_id=inv.user_id, detail="" if outcome.ok else outcome.sentence,
-            elapsed_seconds=outcome.seconds,
-        )  # fmt: skip
-        notify_requester(
-            deps, decided, "done" if outcome.ok else "failed",
-            actor_id=inv.user_id, detail="" if outcome.ok else outcome.sentence,
-        )  # fmt: skip
-
+    # The public request is the action's record: commands.records moves it to done or
+    # failed (an update only once its restart went through) and tells the requester.
     perform(
         deps, where_claimed(inv, claims), decided.account, decided.action, decided.session,
-        action_id=decided.id, approver=inv.user_id, fields=fields, announce=announce,
+        action_id=decided.id, approver=inv.user_id, fields=fields,
+        announce=lambda outcome: None, record_ts=decided.ts, two_person=True,
     )  # fmt: skip

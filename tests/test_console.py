@@ -30,10 +30,10 @@ from bot.slack.ids import (
     ACTION_REQUEST,
     ACTION_SHARE,
 )
+from bot.slack.views.action_record import render_action_record
 from bot.slack.views.approvals import (
     render_action_result,
     render_approval_prompt,
-    render_public_record,
     render_two_person_request,
 )
 from bot.slack.views.audit import render_audit
@@ -115,12 +115,12 @@ def test_an_approval_prompt_offers_approve_and_cancel_and_names_the_requester():
 def test_results_records_and_two_person_requests_read_as_sentences():
     done, _ = text_of(render_action_result("restart", session(1).id, succeeded=True))
     assert done.splitlines()[1].startswith("✅ Restarted `ts_")
-    failed = render_public_record(
+    failed = render_action_record(
         "restart",
         session(1),
+        state="failed",
         requester_id="U0A",
         approver_id="U0B",
-        succeeded=False,
         elapsed_seconds=1.0,
         detail="agent said <!here>",
     )

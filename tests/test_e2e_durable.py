@@ -33,6 +33,19 @@ def test_an_updates_restart_survives_a_deploy_and_runs_once(stack_factory):
     assert [p.path.rsplit("/", 1)[1] for p in stack.action_posts(sid)] == ["update", "restart"]
     (told,) = posted_text(stack, "to finish its update")
     assert told["channel"] == OPS and sid in texts_of(told)
+    # In the thread of the update's one record, which is done only now.
+    (record,) = [
+        c for c in stack.slack.calls_to("chat.postMessage")
+        if c.body.get("text") == f"Update of {sid}: running"
+    ]  # fmt: skip
+    assert told["thread_ts"] == record.response["ts"]
+    wait_until(
+        lambda: any(
+            c.body.get("text") == f"Update of {sid}: done"
+            for c in stack.slack.calls_to("chat.update")
+        ),
+        what="the record moved to done",
+    )
 
 
 def test_a_crash_while_sending_is_reported_once_and_finishes_the_request(stack_factory):

@@ -31,11 +31,11 @@ from bot.slack.ids import (
     ACTION_TWO_PERSON_DENY,
     ALL_ACTIONS,
 )
+from bot.slack.views.action_record import RECORD_STATES, render_action_record
 from bot.slack.views.approvals import (
     render_action_result,
     render_approval_prompt,
     render_cancelled,
-    render_public_record,
     render_two_person_request,
 )
 from bot.slack.views.audit import (
@@ -512,6 +512,24 @@ def test_detail_explains_what_ssh_sessions_cannot_do():
     assert ops["stop"]["accessory"]["style"] == "danger"
 
 
+def test_detail_offers_no_update_on_the_newest_version_seen():
+    newest = make(0, agent_version="3.26.1")
+    message = render_session_detail(newest, [], now=NOW, context=CTX, newest_version="3.26.1")
+    assert_valid(message)
+    ops = op_sections(message)
+    assert "accessory" not in ops["update"]
+    assert ops["update"]["text"]["text"] == (
+        "Update is not offered: this agent already runs 3.26.1, the newest version in this account."
+    )
+    assert "accessory" in ops["restart"] and "accessory" in ops["stop"]
+    older = render_session_detail(
+        make(0, agent_version="3.20.0"), [], now=NOW, context=CTX, newest_version="3.26.1"
+    )
+    assert "accessory" in op_sections(older)["update"]
+    unknown = render_session_detail(newest, [], now=NOW, context=CTX, newest_version=None)
+    assert "accessory" in op_sections(unknown)["update"]
+
+
 def test_detail_with_many_endpoints_stays_in_limits():
     endpoints = [Endpoint(id=f"ep_{i}", url=f"https://{'x' * 60}{i}.ngrok.app") for i in range(300)]
     message = detail(make(0, metadata=big_metadata()), endpoints)
@@ -593,38 +611,67 @@ def test_action_results():
     assert "Could not stop" in all_text(failed) and "&lt;!here&gt;" in all_text(failed)
 
 
-@pytest.mark.parametrize("op", ["restart", "stop", "update"])
-def test_public_record(op):
-    message = render_public_record(
-        op,
-        make(0, metadata=big_metadata()),
-        requester_id=REQUESTER,
-        approver_id=APPROVER,
-        succeeded=True,
-        elapsed_seconds=0.4,
+def test_no_update_available_reads_as_already_up_to_date():
+    sid = make(0).id
+    result = render_action_result("update", sid, succeeded=True, up_to_date=True)
+    assert_valid(result)
+    assert result["blocks"][0]["text"]["text"] == (
+        f":white_check_mark: `{sid}` is already up to date (ngrok: no update available); "
+        "nothing was changed."
     )
+    assert "Could not" not in all_text(result) and ":x:" not in all_text(result)
+
+
+@pytest.mark.parametrize("state", RECORD_STATES)
+@pytest.mark.parametrize("op", ["restart", "stop", "update"])
+def test_action_record_states(op, state):
+    message = render_action_record(
+        op, make(0, metadata=big_metadata()), state=state, requester_id=REQUESTER,
+        approver_id=APPROVER, elapsed_seconds=0.4, detail="ERR_NGROK_805 <b>", restart_in=15,
+    )  # fmt: skip
     assert_valid(message, mentions=[REQUESTER, APPROVER])
     text = all_text(message)
     assert f"Requested by <@{REQUESTER}> · approved by <@{APPROVER}>" in text
-    assert "done in 0.4 s" in text and "`ts_334AeguNPwngGnMIrd3SZ0000000`" in text
-    assert ("new session id" in text) == (op != "stop")
-    assert len(text) < 2000
+    assert "`ts_334AeguNPwngGnMIrd3SZ0000000`" in text and len(text) < 2000
+    assert message["blocks"][0]["block_id"] == f"record_{state}"
 
 
-def test_public_record_of_a_failure_by_one_person():
-    message = render_public_record(
-        "stop",
-        make(0),
-        requester_id=REQUESTER,
-        approver_id=REQUESTER,
-        succeeded=False,
-        elapsed_seconds=12.3,
-        detail="ERR_NGROK_805 <b>",
+def test_action_record_reads_as_it_moves():
+    sid = "`ts_334AeguNPwngGnMIrd3SZ0000000`"
+
+    def line(op, state, **kw):
+        message = render_action_record(
+            op, make(0), state=state, requester_id=REQUESTER, approver_id=APPROVER, **kw
+        )
+        return message["blocks"][0]["text"]["text"]
+
+    assert line("restart", "running") == (
+        f":hourglass_flowing_sand: *Restart* of {sid}: approved by <@{APPROVER}>; running…"
     )
-    assert_valid(message, mentions=[REQUESTER])
-    text = all_text(message)
-    assert "failed after 12 s: ERR_NGROK_805 &lt;b&gt;" in text
-    assert f"Requested and approved by <@{REQUESTER}>" in text
+    assert line("update", "restarting", elapsed_seconds=0.4, restart_in=15) == (
+        f":hourglass_flowing_sand: *Update* of {sid}: updated in 0.4 s; restarting in 15 s so "
+        "the new version runs…"
+    )
+    assert line("update", "done") == (
+        f":white_check_mark: *Update* of {sid} done. Updated and restarted; the agent comes back "
+        "on the new version with a new session id, which follows in the thread."
+    )
+    assert line("restart", "done", elapsed_seconds=0.4) == (
+        f":white_check_mark: *Restart* of {sid} done in 0.4 s. The agent comes back with a new "
+        "session id; it follows in the thread."
+    )
+    assert line("stop", "failed", elapsed_seconds=12.3, detail="ERR_NGROK_805 <b>") == (
+        f":x: *Stop* of {sid} failed in 12 s: ERR_NGROK_805 &lt;b&gt;"
+    )
+    assert line("update", "up_to_date") == (
+        f":white_check_mark: *Update* of {sid}: already up to date (ngrok: no update "
+        "available); nothing was changed."
+    )
+    one = render_action_record(
+        "stop", make(0), state="done", requester_id=REQUESTER, approver_id=REQUESTER
+    )
+    assert f"Requested and approved by <@{REQUESTER}>" in all_text(one)
+    assert one["text"] == "Stop of ts_334AeguNPwngGnMIrd3SZ0000000: done"
 
 
 def two_person(action, session, requester):
@@ -634,7 +681,9 @@ def two_person(action, session, requester):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("state", ["requested", "running", "done", "failed", "denied", "expired"])
+@pytest.mark.parametrize(
+    "state", ["requested", "running", "restarting", "done", "failed", "denied", "expired"]
+)
 def test_two_person_request_states(state):
     message = render_two_person_request(
         two_person("stop", make(0, metadata=HOSTILE), REQUESTER),
@@ -644,6 +693,7 @@ def test_two_person_request_states(state):
         actor_id=APPROVER,
         detail="boom",
         elapsed_seconds=1.5,
+        restart_in=15,
     )
     blocks = assert_valid(message, mentions=[REQUESTER, APPROVER])
     text = all_text(message)
@@ -659,6 +709,7 @@ def test_two_person_request_states(state):
         assert buttons == []
     expected = {
         "running": f"Approved by <@{APPROVER}>; running",
+        "restarting": "updated in 1.5 s, restarting in 15 s so the new version runs",
         "done": "done in 1.5 s",
         "failed": "failed in 1.5 s: boom",
         "denied": f"Denied by <@{APPROVER}>",

@@ -32,6 +32,7 @@ UNSUPPORTED_CODES = frozenset(
 )
 AGENT_FAILED_CODES = frozenset({"ERR_NGROK_807", "ERR_NGROK_808", "ERR_NGROK_809"})
 MAY_HAVE_BEEN_APPLIED_CODE = "ERR_NGROK_810"
+NO_UPDATE_CODE = "ERR_NGROK_809"  # "agent failed to update: ERR"; the agent's text says why
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -204,3 +205,9 @@ def outcome_unknown(reason: str) -> str:
         f"{reason.rstrip('.')}. The outcome is unknown: the action may have been applied. "
         "Check the session list before trying again."
     )
+
+
+def is_no_update_available(error: NgrokError) -> bool:
+    """ngrok's answer to an update of an agent already on the latest version: 809 with the
+    agent's "no update available". Not a failure for people: the agent is up to date."""
+    return error.error_code == NO_UPDATE_CODE and "no update available" in error.message.lower()

@@ -46,6 +46,22 @@ class FleetCache:
         with self._lock:
             return self._sizes.get((account, cel or ""))
 
+    def peek(self, account: str, cel: str | None) -> list[TunnelSession] | None:
+        """The finished, fresh scan of this key if there is one; never scans (None)."""
+        key = (account, cel or "")
+        with self._lock:
+            entry = self._entries.get(key)
+            if (
+                entry is None
+                or not entry.done.is_set()
+                or entry.error is not None
+                or entry.sessions is None
+                or entry.generation != self._generations.get(account, 0)
+                or self._clock() - entry.at >= self._ttl
+            ):
+                return None
+            return list(entry.sessions)
+
     def get(
         self, account: str, cel: str | None, scan: Callable[[], list[TunnelSession]]
     ) -> list[TunnelSession]:

@@ -4,7 +4,7 @@ outcome per agent, created once.
 
 States: planned (preview shown) -> requested (two-person request posted) -> running <->
 paused -> cancelling -> cancelled; running -> done | stopped (too many failures); planned or
-requested -> denied.
+requested -> denied; requested -> expired (nobody approved it in time).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ TARGETS_PREFIX = "runtargets:"
 AGENT_PREFIX = "runagent:"
 RUN_SECONDS = 30 * 24 * 3600
 ACTIVE_STATES = ("running", "paused", "cancelling")
-FINAL_STATES = ("done", "stopped", "cancelled", "denied")
+FINAL_STATES = ("done", "stopped", "cancelled", "denied", "expired")
 
 
 def new_run_id() -> str:

@@ -19,6 +19,17 @@ OP_EFFECT: dict[Action, str] = {
 FIELD_LIMIT = 60  # region, OS, version, IP, transport: short values, cut if garbled
 
 
+def runs_newest(session: TunnelSession, newest: str | None) -> bool:
+    """The agent already runs the newest agent version seen in the account (None: unknown)."""
+    return bool(newest) and not session.is_ssh and session.agent_version == newest
+
+
+def nothing_to_update_sentence(name: str, version: str) -> str:
+    """`update <id>` on an agent already on the newest version (plain text; `name` is the
+    id or host as the user typed it, escaped by the renderer)."""
+    return f"{name} already runs {version}, the newest version in this account; nothing to update."
+
+
 def session_facts(session: TunnelSession) -> str:
     """`us · linux · agent 3.22.1 · 10.0.0.1`, escaped; `?` for what the API left out."""
     parts = [

@@ -24,12 +24,15 @@ from bot.slack.ids import (
 from bot.slack.views.agent_text import OP_EFFECT, OP_LABEL, session_summary
 from bot.state.requests import TwoPersonRequest
 
-TwoPersonState = Literal["requested", "running", "done", "failed", "denied", "expired"]
+TwoPersonState = Literal[
+    "requested", "running", "restarting", "done", "failed", "denied", "expired"
+]
 _PAST: dict[Action, str] = {
     "restart": "Restarted",
     "update": "Started the update of",
     "stop": "Stopped",
 }
+UP_TO_DATE_WORDS = "already up to date (ngrok: no update available); nothing was changed"
 _AFTER: dict[Action, str] = {
     "restart": "The agent will come back with a new session id.",
     "update": "The bot restarts the agent at least 10 s later so the new version runs; it will "
@@ -105,10 +108,15 @@ def render_action_result(
     succeeded: bool,
     detail: str = "",
     elapsed_seconds: float | None = None,
+    up_to_date: bool = False,
 ) -> dict[str, Any]:
-    """Replaces the prompt: done or failed, in one sentence (`detail` is the error)."""
+    """Replaces the prompt: done or failed, in one sentence (`detail` is the error).
+    `up_to_date`: ngrok said "no update available", which is no failure."""
     target = bk.code_span(session_id, 60)
     took = f" in {bk.format_elapsed(elapsed_seconds)}" if elapsed_seconds is not None else ""
+    if up_to_date:
+        text = f":white_check_mark: {target} is {UP_TO_DATE_WORDS}."
+        return bk.message(f"{session_id} is already up to date.", [bk.section(text)])
     if succeeded:
         text = f":white_check_mark: {_PAST[op]} {target}{took}. {_AFTER[op]}".strip()
         fallback = f"{_PAST[op]} {session_id}."
@@ -119,33 +127,9 @@ def render_action_result(
     return bk.message(fallback, [bk.section(text)])
 
 
-def render_public_record(
-    op: Action,
-    session: TunnelSession,
-    *,
-    requester_id: str,
-    approver_id: str,
-    succeeded: bool,
-    elapsed_seconds: float,
-    detail: str = "",
-) -> dict[str, Any]:
-    """What everyone in the channel or thread sees after an action ran."""
-    target = bk.code_span(session.id, 60)
-    took = bk.format_elapsed(elapsed_seconds)
-    if succeeded:
-        text = f":white_check_mark: *{OP_LABEL[op]}* of {target} done in {took}."
-        if _AFTER[op]:
-            text += f" {_AFTER[op]}"
-    else:
-        reason = bk.clip(detail or "ngrok gave no reason", 1000)
-        text = f":x: *{OP_LABEL[op]}* of {target} failed after {took}: {reason}"
-    blocks = [
-        bk.section(text),
-        bk.section(session_summary(session), block_id="summary"),
-        bk.context(_who(requester_id, approver_id)),
-    ]
-    outcome = "done" if succeeded else "failed"
-    return bk.message(f"{OP_LABEL[op]} of {session.id} {outcome} in {took}", blocks)
+def who_line(requester_id: str, approver_id: str | None) -> str:
+    """`Requested by @a · approved by @b`, the context line of every record."""
+    return _who(requester_id, approver_id)
 
 
 def _who(requester_id: str, approver_id: str | None) -> str:
@@ -168,10 +152,14 @@ def render_two_person_request(
     elapsed_seconds: float | None = None,
     approvers: Sequence[str] = (),
     reason: str = "",
+    up_to_date: bool = False,
+    restart_in: float = 0.0,
 ) -> dict[str, Any]:
     """The public request, edited in place as it moves on. `actor_id` is whoever approved
     or denied it; `detail` the error for `failed`; `approvers` (configured user and group
-    ids) are mentioned while the request waits, so someone who can approve it notices."""
+    ids) are mentioned while the request waits, so someone who can approve it notices.
+    `restarting` (an update that ran; its restart comes `restart_in` seconds later) is
+    shown only: the request stays "running" in the store until the restart is done."""
     op, session, ttl_seconds = request.action, request.session, request.ttl
     target = bk.code_span(session.id, 60)
     label = OP_LABEL[op]
@@ -181,7 +169,11 @@ def render_two_person_request(
     status = {
         "requested": f"A second person must approve; expires in {format_expiry(ttl_seconds)}.",
         "running": f":hourglass_flowing_sand: Approved by {actor}; running…",
-        "done": f":white_check_mark: Approved by {actor}; done{took}. {_AFTER[op]}".strip(),
+        "restarting": f":hourglass_flowing_sand: Approved by {actor}; updated{took}, restarting "
+        f"in {bk.format_elapsed(restart_in)} so the new version runs…",
+        "done": f":white_check_mark: Approved by {actor}; {UP_TO_DATE_WORDS}."
+        if up_to_date
+        else f":white_check_mark: Approved by {actor}; done{took}. {_AFTER[op]}".strip(),
         "failed": f":x: Approved by {actor}; failed{took}: "
         + bk.clip(detail or "ngrok gave no reason", 1000),
         "denied": _denied_line(request, actor_id, reason),
@@ -226,6 +218,7 @@ def render_requester_notice(
     actor_id: str | None = None,
     reason: str = "",
     detail: str = "",
+    up_to_date: bool = False,
 ) -> dict[str, Any]:
     """What the requester of a two-person request is told privately at each outcome."""
     op, target = request.action, bk.code_span(request.session.id, 60)
@@ -234,7 +227,9 @@ def render_requester_notice(
     text = {
         "running": f":hourglass_flowing_sand: {actor} approved your request to {op} {target}; "
         "it is running now.",
-        "done": f":white_check_mark: Your request to {op} {target} ran: done. {_AFTER[op]}".strip(),
+        "done": f":white_check_mark: Your request to {op} {target} ran: {UP_TO_DATE_WORDS}."
+        if up_to_date
+        else f":white_check_mark: Your request to {op} {target} ran: done. {_AFTER[op]}".strip(),
         "failed": f":x: Your request to {op} {target} was approved but failed: "
         + bk.clip(detail or "ngrok gave no reason", 1000),
         "denied": f":no_entry_sign: {actor} denied your request to {op} {target}; nothing was "

@@ -18,7 +18,7 @@ from bot.ngrok.models import (
 from bot.slack import blocks as bk
 from bot.slack.blocks import ButtonContext
 from bot.slack.ids import ACTION_REQUEST, ACTION_SHARE
-from bot.slack.views.agent_text import FIELD_LIMIT, OP_EFFECT, OP_LABEL
+from bot.slack.views.agent_text import FIELD_LIMIT, OP_EFFECT, OP_LABEL, runs_newest
 
 
 def render_session_detail(
@@ -31,10 +31,13 @@ def render_session_detail(
     rights: str = "",
     shared_by: str | None = None,
     host_keys: Sequence[str] = DEFAULT_HOST_KEYS,
+    newest_version: str | None = None,
 ) -> dict[str, Any]:
     """`allowed` are the actions this user may ask for here (bot.policy.actions_for): only
     those get a button, and `rights` says once how to get more. The public copy
-    (`shared_by`, Post to channel) shows no buttons: whoever reads it has other rights."""
+    (`shared_by`, Post to channel) shows no buttons: whoever reads it has other rights.
+    `newest_version` is the newest agent version seen in the account (None: not known), so
+    an agent already on it is not offered an update."""
     name = host_of(session, host_keys)
     title = f"ngrok agent {name} ({session.id})" if name else f"ngrok agent {session.id}"
     top = [bk.header(title), _fact_fields(session, now, name)]
@@ -42,7 +45,7 @@ def render_session_detail(
     if shared_by:
         bottom.append(bk.context(f"Posted by {bk.user_mention(shared_by)}"))
     else:
-        ops = _op_blocks(session, context, allowed)
+        ops = _op_blocks(session, context, allowed, newest_version)
         bottom += ops
         share = bk.button(
             "Post to channel", ACTION_SHARE, bk.button_value_for("details", session.id, context)
@@ -134,13 +137,22 @@ def _endpoints_block(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
 
 
 def _op_blocks(
-    session: TunnelSession, context: ButtonContext, allowed: Sequence[Action]
+    session: TunnelSession,
+    context: ButtonContext,
+    allowed: Sequence[Action],
+    newest_version: str | None = None,
 ) -> list[dict[str, Any]]:
     """One section per action this user may ask for here: the button with what it does,
     or why the agent cannot do it. Separate blocks keep the ACTION_REQUEST ids unique."""
     result = []
     for op in (a for a in ACTIONS if a in allowed):
         reason = unsupported_reason(op, session)
+        if not reason and op == "update" and runs_newest(session, newest_version):
+            version = bk.clip(newest_version or "?", FIELD_LIMIT)
+            reason = (
+                f"Update is not offered: this agent already runs {version}, the newest version "
+                "in this account."
+            )
         if reason:
             result.append(bk.section(reason, block_id=f"op_{op}"))
             continue

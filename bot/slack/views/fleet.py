@@ -198,6 +198,7 @@ _STATE_TEXT = {
     "done": ":white_check_mark: Done",
     "stopped": ":octagonal_sign: Stopped after failures",
     "denied": ":no_entry: Denied",
+    "expired": ":hourglass: Expired before anyone approved it, nothing ran",
 }
 
 
