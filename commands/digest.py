@@ -93,11 +93,11 @@ def build_digest(deps: Deps, now: float, *, day: str) -> Digest:
 
 
 def show_outdated(inv: Invocation, deps: Deps, value: str) -> None:
-    """ "Update outdated…": fleet runs are not on main yet, so this opens the session list
-    of the agents older than the newest version, where each can be updated."""
+    """ "Update outdated…": the preview of a fleet run that updates every agent older than
+    the newest version, private to the clicker, who approves it like any other run."""
     _, _, newest = value.partition("|")
     try:
-        command = parse_command(f"sessions version<{newest.strip()[:40]}")
+        command = parse_command(f"update version<{newest.strip()[:40]}")
     except ParseError as error:
         inv.private(render_error(error.message))
         return

@@ -16,8 +16,9 @@ from bot.app import create_app
 from bot.deps import build_deps
 from bot.ngrok.models import TunnelSession
 from bot.settings.env import load_settings
+from bot.slack.invocation import Invocation
 from bot.state.requests import TwoPersonRequest
-from commands.digest import run_digest
+from commands.digest import run_digest, show_outdated
 from commands.home import build_home
 from commands.watch import scan_once, watched
 from tests.watch_fixtures import API_KEY, Bot, settings_env, start_bot
@@ -104,6 +105,22 @@ def test_the_digest_goes_out_once_at_its_local_time(bot):
     assert "31 agents online (+1 since yesterday)" in text
     assert "<@U0OPS>: 1 restart" in text
     assert "ngrok_update_outdated" in text
+    # "Update outdated…" opens the preview of a fleet run over the outdated agents.
+    button = next(
+        e for b in digest["blocks"] for e in b.get("elements", [])
+        if e.get("action_id") == "ngrok_update_outdated"
+    )  # fmt: skip
+    clicker = Invocation(
+        entry="action", user_id="U0OPS", channel_id="C0DIGEST", thread_ts=None,
+        client=bot.deps.slack,
+    )  # fmt: skip
+    show_outdated(clicker, bot.deps, button["value"])
+    bot.deps.jobs.wait_idle(10)
+    (preview,) = [
+        c.body for c in bot.slack.calls_to("chat.postEphemeral") if c.body["user"] == "U0OPS"
+    ]
+    assert preview["text"].startswith("Update ") and "Preview of run" in preview["text"]
+    assert "version&lt;" in json.dumps(preview["blocks"])  # the outdated ones, nothing else
 
 
 def test_check_says_when_the_fleet_is_too_large_for_the_interval(bot):
