@@ -425,3 +425,36 @@ def test_a_store_that_lost_its_data_has_a_new_epoch(store, store_config):
         assert reopened.consume_nonce("n-before-loss", ttl_seconds=60)  # forgotten, as feared
     finally:
         reopened.close()
+
+
+_OPEN_CHILD = """
+import sys, time
+from bot.state.backends import open_store
+from bot.state.budget_sqlite import SqliteBudgetLog
+
+path, start = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+store = open_store(redis_url=None, sqlite_path=path)
+assert store.consume_nonce(sys.argv[3], ttl_seconds=60)
+SqliteBudgetLog(path).close()
+store.close()
+"""
+
+
+def test_many_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path):
+    """Two gunicorn workers and a consumer start together on a file that does not exist yet:
+    the switch to WAL and the schema must wait for each other, not fail with "locked"."""
+    for attempt in range(3):
+        path = str(tmp_path / f"fresh-{attempt}.sqlite3")
+        start = time.time() + 1.0
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_CHILD, path, str(start), f"n{i}"],
+                cwd=REPO_ROOT,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(8)
+        ]
+        failures = [c.communicate(timeout=60)[1] for c in children if c.wait(timeout=60) != 0]
+        assert failures == [], failures[0][-500:]

@@ -13,12 +13,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from bot.ngrok.pacing import window_wait
+from bot.state.sqlite_file import open_sqlite
 from bot.state.store import StoreError, StoreUnavailable
-
-BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ngrok_budget (
@@ -52,17 +50,7 @@ class SqliteBudgetLog:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         try:
-            if self._path != ":memory:":
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self._path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
+            conn = open_sqlite(self._path, _SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             message = f"The ngrok budget in {self._path} cannot be used: {exc}."
             raise StoreUnavailable(message) from exc

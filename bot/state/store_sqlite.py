@@ -19,9 +19,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
+from bot.state.sqlite_file import open_sqlite
 from bot.state.store import (
     StoreError,
     StoreUnavailable,
@@ -33,7 +33,6 @@ from bot.state.store import (
     next_request_record,
 )
 
-BUSY_TIMEOUT_MS = 10_000
 PURGE_EVERY_SECONDS = 60.0
 
 _SCHEMA = """
@@ -104,22 +103,7 @@ class SqliteStore:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         with _sqlite_errors(self._path):
-            if self._path != ":memory:":
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: autocommit, so every transaction below is explicit.
-            conn = sqlite3.connect(
-                self._path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(_SCHEMA)
-            except BaseException:
-                conn.close()
-                raise
+            conn = open_sqlite(self._path, _SCHEMA)
         self._conn, self._pid = conn, os.getpid()
         return conn
 
