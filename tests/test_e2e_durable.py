@@ -64,6 +64,9 @@ def test_a_crash_while_sending_is_reported_once_and_finishes_the_request(stack_f
     ]
     wait_until(running, what="the request moving to running")
     wait_until(lambda: "sending" in _action_states(stack), what="the POST being sent")
+    # Killed only once ngrok holds the POST, so ngrok surely applies it (a kill between the
+    # "sending" record and the request is the other case: recovery finds the agent online).
+    wait_until(lambda: stack.ngrok.in_flight() >= 1, what="ngrok holding the POST")
     os.killpg(stack.bot.process.pid, signal.SIGKILL)  # web, master and consumer at once
     stack.bot.process.wait(10)
     wait_until(lambda: stack.action_posts(sid), timeout=15, what="ngrok applying the stop")

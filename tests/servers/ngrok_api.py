@@ -243,6 +243,10 @@ class NgrokApiServer:
                 raise KeyError(f"no online session {session_id}")
             agent.remote_management = enabled
 
+    def in_flight(self) -> int:
+        """Requests received and not answered yet (a held POST counts)."""
+        return self._limits.in_flight
+
     def inject_fault(
         self,
         kind: str,

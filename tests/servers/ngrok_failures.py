@@ -64,6 +64,11 @@ class RequestLimits:
         with self._lock:
             self._in_flight -= 1
 
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
     def rate_error(self) -> ApiError:
         """ERR_NGROK_226; an injected "429" fault without a rate limit names the default 120."""
         limit = self.rate_limit or 120
