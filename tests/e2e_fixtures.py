@@ -19,6 +19,7 @@ import httpx
 import pytest
 from slack_sdk.models.blocks import Block
 
+from bot.slack.views.progress import is_working
 from tests.bot_process import SIGNING_SECRET, BotProcess, SlackSender
 from tests.servers.ngrok_api import NgrokApiServer
 from tests.servers.slack_api import SlackApiServer, SlackCall
@@ -44,8 +45,18 @@ approval_ttl: 10m
 """
 
 
-def _is_working(body: dict) -> bool:
-    return any(b.get("block_id") == "working" for b in body.get("blocks") or [])
+# Every action needs a second person (fleet runs included).
+TWO_PERSON_CONFIG = f"""
+roles:
+  operator: [{ALICE}, {CAROL}]
+  approver: [{BOB}, {CAROL}]
+channels:
+  {OPS}: {{account: default, actions: true}}
+rules:
+  - action: [restart, stop, update]
+    approval: two-person
+approval_ttl: 10m
+"""
 
 
 def validate_message(body: dict) -> None:
@@ -78,7 +89,7 @@ class Stack:
         placeholders (block_id `working`) are not answers and are skipped."""
         calls = self.slack.wait_for(
             "response_url", count, key=key, timeout=timeout,
-            predicate=lambda c: not _is_working(c.body),
+            predicate=lambda c: not is_working(c.body),
         )  # fmt: skip
         body = calls[count - 1].body
         validate_message(body)

@@ -22,7 +22,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app import create_app
 from bot.deps import Deps, build_deps
 from bot.settings.env import load_settings
-from bot.slack.views.progress import WORKING_BLOCK_ID
+from bot.slack.views.progress import is_working
 from tests.servers.ngrok_api import NgrokApiServer
 from tests.servers.slack_api import SlackApiServer, SlackCall
 
@@ -45,11 +45,6 @@ rules:
     approval: self
 approval_ttl: 10m
 """
-
-
-def is_working(body: dict[str, Any]) -> bool:
-    """A "working…" placeholder rather than an answer."""
-    return any(b.get("block_id") == WORKING_BLOCK_ID for b in body.get("blocks") or [])
 
 
 def texts(body: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from collections import Counter
 import psutil
 
 from tests.bot_process import find_button
-from tests.e2e_fixtures import BOB, CAROL, MALLORY, OPS, texts_of, wait_until
+from tests.e2e_fixtures import BOB, MALLORY, TWO_PERSON_CONFIG, texts_of, wait_until
 
 FAST = {"UPDATE_RESTART_DELAY": "0.3"}
 
@@ -78,17 +78,7 @@ def test_update_skips_windows_ssh_and_up_to_date_agents(stack_factory):
 
 
 def test_two_person_run_and_rights_at_the_click(stack_factory):
-    config = f"""
-roles:
-  operator: [U0ALICE, {CAROL}]
-  approver: [{BOB}, {CAROL}]
-channels:
-  {OPS}: {{account: default, actions: true}}
-rules:
-  - action: [restart, stop, update]
-    approval: two-person
-"""
-    stack = stack_factory(config=config, env=FAST)
+    stack = stack_factory(config=TWO_PERSON_CONFIG, env=FAST)
     preview = stack.ask("restart os=darwin")
     assert "second person" in texts_of(preview)
     stack.reply(stack.click(find_button(preview, "ngrok_run_ask")))

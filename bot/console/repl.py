@@ -26,7 +26,7 @@ from bot.console.loopback import Delivery, LoopbackSlack, Outbox
 from bot.console.render import Choice, clean, render_message
 from bot.deps import Deps
 from bot.slack.ids import SLASH_COMMAND
-from bot.slack.views.progress import WORKING_BLOCK_ID
+from bot.slack.views.progress import is_working
 
 log = logging.getLogger("ngrok_ops.console")
 
@@ -156,8 +156,8 @@ class Console:
         """Prints messages with choices numbered from 1. The numbers stay valid until an
         output offers new ones, so `help` or `audit` in between does not void a list's."""
         # A "working…" placeholder that its answer already replaced is not worth a line.
-        if any(not _is_working(d.message) for d in deliveries):
-            deliveries = [d for d in deliveries if not _is_working(d.message)]
+        if any(not is_working(d.message) for d in deliveries):
+            deliveries = [d for d in deliveries if not is_working(d.message)]
         if not deliveries:
             return
         offered: dict[str, tuple[Choice, Delivery]] = {}
@@ -189,10 +189,6 @@ class Console:
 
     def _print(self, text: str) -> None:
         print(text, file=self._out, flush=True)
-
-
-def _is_working(message: dict[str, Any]) -> bool:
-    return any(b.get("block_id") == WORKING_BLOCK_ID for b in message.get("blocks") or ())
 
 
 def _ack_message(body: str) -> dict[str, Any]:

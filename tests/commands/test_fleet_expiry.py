@@ -7,19 +7,9 @@ from bot.state.approvals import verify_token
 from commands.approval import JOB_EXPIRE_RUN
 from tests.bot_process import find_button
 from tests.commands.scenario import clock_of, deps_of
-from tests.e2e_fixtures import BOB, CAROL, OPS, texts_of
+from tests.e2e_fixtures import BOB, OPS, TWO_PERSON_CONFIG, texts_of
 
-CONFIG = f"""
-roles:
-  operator: [U0ALICE, {CAROL}]
-  approver: [{BOB}, {CAROL}]
-channels:
-  {OPS}: {{account: default, actions: true}}
-rules:
-  - action: [restart, stop, update]
-    approval: two-person
-approval_ttl: 10m
-"""
+CONFIG = TWO_PERSON_CONFIG
 
 
 def expired_edits(stack) -> list:

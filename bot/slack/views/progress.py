@@ -6,6 +6,7 @@ answer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from bot.ngrok.models import Action
@@ -46,3 +47,8 @@ def working_text_for(verb: str) -> str:
         "audit": "Reading the audit log…",
         "help": "One moment…",
     }.get(verb, "Looking up the agent…")
+
+
+def is_working(message: Mapping[str, Any]) -> bool:
+    """A "working…" placeholder rather than an answer (its first block's id says so)."""
+    return any(b.get("block_id") == WORKING_BLOCK_ID for b in message.get("blocks") or ())
