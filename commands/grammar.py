@@ -128,6 +128,12 @@ class SessionQuery:
     words: tuple[str, ...] = ()
     limit: int = DEFAULT_LIMIT
 
+    @property
+    def filters_locally(self) -> bool:
+        """Whether `matches_locally` can reject anything; without local terms the API's
+        answer is the result, and a scan skips the pass over every session."""
+        return bool(self.version_bounds or self.meta_contains or self.words)
+
     def matches_locally(self, session: TunnelSession) -> bool:
         """The part CEL cannot do: version bounds, metadata substrings, free words."""
         metadata = session.metadata.lower()

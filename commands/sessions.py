@@ -67,6 +67,8 @@ def scan_sessions(
         cel,
         lambda: list(client.iter_sessions(filter=cel, page_size=PAGE_SIZE, on_page=on_page)),
     )
+    if not query.filters_locally:
+        return fleet  # a copy already; a plain `sessions` needs no pass over 200 sessions
     return [s for s in fleet if query.matches_locally(s)]
 
 

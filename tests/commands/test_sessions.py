@@ -2,6 +2,7 @@
 scan for identical lists."""
 
 from bot.slack.blocks import decode_button_value
+from commands.grammar import SessionQuery
 from tests.bot_process import find_button
 from tests.e2e_fixtures import ALICE, OPS, session_id_of, texts_of
 
@@ -64,3 +65,20 @@ def test_identical_lists_share_one_scan_until_an_action(stack):
     assert len(stack.action_posts(sid)) == 1
     body = stack.ask("sessions")
     assert sid not in texts_of(body)
+
+
+def test_a_plain_listing_skips_the_local_filter(stack, monkeypatch):
+    """Without version bounds, meta= or words the API's answer is the list: no pass over
+    the fleet asking each session whether it matches."""
+    asked = []
+    real = SessionQuery.matches_locally
+
+    def matches_locally(self, session):
+        asked.append(session.id)
+        return real(self, session)
+
+    monkeypatch.setattr(SessionQuery, "matches_locally", matches_locally)
+    assert "30 ngrok agents online" in stack.ask("sessions")["text"]
+    assert asked == []
+    stack.ask("sessions version>=0.1")
+    assert len(asked) == 30
