@@ -13,7 +13,6 @@ import difflib
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from slack_sdk.errors import SlackApiError
@@ -32,8 +31,8 @@ from bot.slack.views.progress import render_scan_progress, render_working
 from bot.slack.views.sessions import (
     LIST_PAGE_MAX,
     SessionListPage,
-    render_session_list,
-    sessions_that_fit,
+    fit_session_list,
+    render_fitted,
 )
 from commands.explain import explain
 from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
@@ -91,7 +90,7 @@ def _window(
     return matched[:size], 0
 
 
-def build_page(
+def render_page(
     matched: list[TunnelSession],
     query: SessionQuery,
     cursor: str,
@@ -100,9 +99,14 @@ def build_page(
     rights: str = "",
     shared_by: str | None = None,
     host_keys: Sequence[str] = DEFAULT_HOST_KEYS,
-) -> SessionListPage:
-    """Chooses the sessions shown so that the page fits one Slack message."""
+    fleet_online: int | None = None,
+    suggestions: Sequence[str] = (),
+) -> dict[str, object]:
+    """The list message for one page: as many sessions as fit one Slack message, with the
+    Older / Newer cursors right after and before the ones shown. Fitting renders the rows,
+    and the message reuses them, so each row is rendered (and its value sealed) once."""
     window, start = _window(matched, cursor, min(query.limit, LIST_PAGE_MAX))
+    now = datetime.now(UTC)
     page = SessionListPage(
         sessions=window,
         total_online=len(matched),
@@ -113,18 +117,19 @@ def build_page(
         first_index=start,
         requested=query.limit,
         cursor=cursor,
+        fleet_online=fleet_online,
+        suggestions=suggestions,
         rights_note=rights,
         shared_by=shared_by,
         host_keys=tuple(host_keys),
     )
-    shown = sessions_that_fit(page, now=datetime.now(UTC), context=context)
-    window = window[:shown]
-    end = start + len(window)
-    return replace(
-        page,
-        sessions=window,
-        older_cursor=f"<{window[-1].id}" if window and end < len(matched) else None,
-        newer_cursor=f">{window[0].id}" if window and start > 0 else None,
+    fitted = fit_session_list(page, now=now, context=context)
+    shown = window[: fitted.shown]
+    end = start + len(shown)
+    return render_fitted(
+        fitted,
+        older_cursor=f"<{shown[-1].id}" if shown and end < len(matched) else None,
+        newer_cursor=f">{shown[0].id}" if shown and start > 0 else None,
     )
 
 
@@ -175,18 +180,19 @@ def render_list(
 
     try:
         matched = scan_sessions(deps, inv.channel_id, query, progress=progress)
-        page = build_page(
-            matched, query, cursor, context=context,
-            rights=rights_note(deps.config, roles, inv.channel_id),
-            shared_by=inv.user_id if shared else None, host_keys=deps.config.host_keys,
-        )  # fmt: skip
-        if not matched and page.query_text:
+        fleet_online, hints = None, []
+        if not matched and query.describe():
             fleet = scan_sessions(deps, inv.channel_id, SessionQuery())
-            page = replace(page, fleet_online=len(fleet), suggestions=suggest(query, fleet))
+            fleet_online, hints = len(fleet), suggest(query, fleet)
     except NgrokError as error:
         inv.private(render_error(explain(error)))
         return None
-    return render_session_list(page, now=datetime.now(UTC), context=context)
+    return render_page(
+        matched, query, cursor, context=context,
+        rights=rights_note(deps.config, roles, inv.channel_id),
+        shared_by=inv.user_id if shared else None, host_keys=deps.config.host_keys,
+        fleet_online=fleet_online, suggestions=hints,
+    )  # fmt: skip
 
 
 def list_sessions(inv: Invocation, deps: Deps, query: SessionQuery, *, cursor: str = "") -> None:

@@ -1,6 +1,10 @@
 """Listing the fleet: escaped rows with working buttons, paging, filters as CEL, one shared
 scan for identical lists."""
 
+from collections import Counter
+
+import bot.slack.blocks as bk
+import bot.slack.views.sessions as views
 from bot.slack.blocks import decode_button_value
 from commands.grammar import SessionQuery
 from tests.bot_process import find_button
@@ -65,6 +69,42 @@ def test_identical_lists_share_one_scan_until_an_action(stack):
     assert len(stack.action_posts(sid)) == 1
     body = stack.ask("sessions")
     assert sid not in texts_of(body)
+
+
+def message_values(body: dict) -> list[str]:
+    """Every sealed value in a list message: the select's options and the buttons."""
+    found = []
+    for block in body["blocks"]:
+        for element in block.get("elements", []):
+            found += [o["value"] for o in element.get("options", [])]
+            if element.get("type") == "button":
+                found.append(element["value"])
+    return found
+
+
+def test_a_listing_renders_each_row_and_seals_each_value_once(stack, monkeypatch):
+    """Issue 8, cheaper replies: fitting the page to one message renders its rows, and the
+    message is made of those rows, not of a second rendering; no value is sealed twice."""
+    rows, sealed = [], []
+    real_row, real_encode = views._table_row, bk.encode_button_value
+
+    def row(session, *args):
+        rows.append(session.id)
+        return real_row(session, *args)
+
+    def encode(value, *args, **kwargs):
+        if value.channel_id == OPS and value.op in ("details", "page"):
+            sealed.append(value)
+        return real_encode(value, *args, **kwargs)
+
+    monkeypatch.setattr(views, "_table_row", row)
+    monkeypatch.setattr(bk, "encode_button_value", encode)
+    body = stack.ask("sessions limit=10")
+    assert rows == table_ids(body) == stack.ngrok.session_ids()[:10]
+    key = stack.bot.deps.settings.approval_secret
+    shown = Counter(decode_button_value(v, key=key) for v in message_values(body))
+    assert sum(shown.values()) == 13, "10 agents, Export, Post to channel, Older"
+    assert Counter(sealed) == shown
 
 
 def test_a_plain_listing_skips_the_local_filter(stack, monkeypatch):

@@ -77,35 +77,97 @@ def sessions_that_fit(
 ) -> int:
     """How many of `page.sessions` fit into one message (rows and text); the caller pages
     with this so the cursor for "Older" starts right after the last one shown."""
-    budget = bk.MAX_MESSAGE_TEXT - bk.text_length(_list_frame(page, context, shown=0)) - 600
+    return fit_session_list(page, now=now, context=context, layout=layout).shown
+
+
+@dataclass(frozen=True)
+class FittedList:
+    """One page with its rows rendered and cut to what fits one message.
+
+    Made by `fit_session_list`, turned into the message by `render_fitted`. A listing only
+    knows its Older / Newer cursors once it knows how many rows fit, so the rows and the
+    parts of the frame that do not depend on the count are kept here and reused: every row,
+    and every button value, is rendered once per message.
+    """
+
+    page: SessionListPage
+    context: ButtonContext
+    shown: int
+    head: list[dict[str, Any]]  # header and summary
+    filters: str  # the filter line without "showing…"
+    fixed_tail: list[dict[str, Any]]  # Export / Post to channel, or the empty-page section
+    page_buttons: list[dict[str, Any]]  # for page.older_cursor / page.newer_cursor
+    body: list[dict[str, Any]]  # the table and the select, or one section per row
+
+
+def fit_session_list(
+    page: SessionListPage, *, now: datetime, context: ButtonContext, layout: Layout = "table"
+) -> FittedList:
+    """Renders the page's rows one by one, each once, until the next would break Slack's
+    block or text limits. The frame is measured with the page's own cursors and with no
+    "showing…" range; 600 characters stay spare for that, for the notes below the list and
+    for the page buttons of cursors set only after fitting (see `render_fitted`)."""
+    head = [bk.header(_title(page)), _summary_block(page)]
+    filters = f"Filters: {bk.code_span(page.query_text, 500)}" if page.query_text else "No filters"
+    fixed_tail = _list_buttons(page, context) if page.sessions else [_empty_block(page)]
+    page_buttons = _page_buttons(page, page.older_cursor, page.newer_cursor, context)
+    frame = [*head, bk.context(filters), *fixed_tail, *page_buttons]
+    budget = bk.MAX_MESSAGE_TEXT - bk.text_length(frame) - 600
+    header_row = [_cell(c) for c in _TABLE_COLUMNS]
     if layout == "table":
-        budget -= bk.text_length([_table([], now)])
-    count = 0
-    for session in page.sessions[: max_sessions_per_message(layout)]:
+        budget -= sum(len(c["text"]) for c in header_row)
+    cells: list[list[dict[str, Any]]] = []
+    options: list[dict[str, Any]] = []
+    sections: list[dict[str, Any]] = []
+    for index, session in enumerate(page.sessions[: max_sessions_per_message(layout)]):
         if layout == "table":
-            cost = sum(len(c["text"]) for c in _table_row(session, count, page, now))
-            cost += len(_option_label(session, count, page))
+            name = agent_name(session.metadata, page.host_keys)
+            row = _table_row(session, index, page, now, name)
+            label = _option_label(session, index, page, name)
+            budget -= sum(len(c["text"]) for c in row) + len(label)
+            if budget < 0:
+                break
+            cells.append(row)
+            options.append(_option(session, label, context))
         else:
-            cost = bk.text_length([_section_row(session, count, page, now, context)])
-        budget -= cost
-        if budget < 0:
-            break
-        count += 1
-    return count
+            block = _section_row(session, index, page, now, context)
+            budget -= bk.text_length([block])
+            if budget < 0:
+                break
+            sections.append(block)
+    if cells:
+        body = [_table([header_row, *cells]), bk.actions([_select(options)], "pick")]
+    else:
+        body = sections
+    return FittedList(
+        page, context, len(cells) or len(sections), head, filters, fixed_tail, page_buttons,
+        body,
+    )  # fmt: skip
 
 
 def render_session_list(
     page: SessionListPage, *, now: datetime, context: ButtonContext, layout: Layout = "table"
 ) -> dict[str, Any]:
-    shown = sessions_that_fit(page, now=now, context=context, layout=layout)
-    frame = _list_frame(page, context, shown)
-    visible = page.sessions[:shown]
-    body: list[dict[str, Any]] = []
-    if visible and layout == "table":
-        body = [_table(visible, now, page), _pick_block(visible, page, context)]
-    elif visible:
-        body = [_section_row(s, i, page, now, context) for i, s in enumerate(visible)]
-    blocks = frame[:3] + body + frame[3:]
+    """The list message: as many of `page.sessions` as fit, with the page's cursors."""
+    fitted = fit_session_list(page, now=now, context=context, layout=layout)
+    return render_fitted(fitted, older_cursor=page.older_cursor, newer_cursor=page.newer_cursor)
+
+
+def render_fitted(
+    fitted: FittedList, *, older_cursor: str | None, newer_cursor: str | None
+) -> dict[str, Any]:
+    """The message for a fitted page, with the cursors that follow from `fitted.shown`
+    (opaque here, as in SessionListPage). Only the page buttons are built again, and only
+    when the cursors differ from the ones the page was measured with."""
+    page, shown = fitted.page, fitted.shown
+    if (older_cursor, newer_cursor) == (page.older_cursor, page.newer_cursor):
+        page_buttons = fitted.page_buttons
+    else:
+        page_buttons = _page_buttons(page, older_cursor, newer_cursor, fitted.context)
+    filters = fitted.filters
+    if shown:
+        filters += f" · showing {page.first_index + 1} to {page.first_index + shown}"
+    blocks = [*fitted.head, bk.context(filters), *fitted.body, *fitted.fixed_tail, *page_buttons]
     note = _fewer_note(page, shown)
     if note:
         blocks.append(bk.context(note))
@@ -113,11 +175,11 @@ def render_session_list(
         blocks.append(bk.context(bk.escape(page.rights_note)))
     if page.shared_by:
         blocks.append(bk.context(f"Posted by {bk.user_mention(page.shared_by)}"))
-    filters = f" matching {page.query_text}" if page.query_text else ""
+    filters_said = f" matching {page.query_text}" if page.query_text else ""
     if not page.sessions and page.fleet_online is not None:
         fallback = f"No agents matched {page.query_text}; {page.fleet_online} online in all"
     else:
-        fallback = f"{page.total_online} ngrok agents online; showing {shown}{filters}"
+        fallback = f"{page.total_online} ngrok agents online; showing {shown}{filters_said}"
     return bk.message(fallback, blocks)
 
 
@@ -135,23 +197,11 @@ def _fewer_note(page: SessionListPage, shown: int) -> str:
     return f"Showing {shown} of the {wanted} asked for: {why}; {rest}."
 
 
-def _list_frame(page: SessionListPage, context: ButtonContext, shown: int) -> list[dict[str, Any]]:
-    """Header, summary and filter line (first three), then the footer blocks."""
-    noun = "agent" if page.total_online == 1 else "agents"
+def _title(page: SessionListPage) -> str:
     if not page.sessions and page.fleet_online is not None and page.query_text:
-        title = "No agents match these filters"
-    else:
-        title = f"{page.total_online} ngrok {noun} online"
-    head = [bk.header(title), _summary_block(page)]
-    filters = f"Filters: {bk.code_span(page.query_text, 500)}" if page.query_text else "No filters"
-    if shown:
-        first = page.first_index + 1
-        filters += f" · showing {first} to {page.first_index + shown}"
-    head.append(bk.context(filters))
-    tail = _page_buttons(page, context)
-    if not page.sessions:  # local filters may empty a page that still has older ones
-        return [*head, _empty_block(page), *tail]
-    return head + _list_buttons(page, context) + tail
+        return "No agents match these filters"
+    noun = "agent" if page.total_online == 1 else "agents"
+    return f"{page.total_online} ngrok {noun} online"
 
 
 def _summary_block(page: SessionListPage) -> dict[str, Any]:
@@ -216,14 +266,13 @@ def _list_buttons(page: SessionListPage, context: ButtonContext) -> list[dict[st
     return [bk.actions(elements, "list_actions")]
 
 
-def _page_buttons(page: SessionListPage, context: ButtonContext) -> list[dict[str, Any]]:
+def _page_buttons(
+    page: SessionListPage, older: str | None, newer: str | None, context: ButtonContext
+) -> list[dict[str, Any]]:
     """One actions block per direction: both buttons share ACTION_PAGE, and Slack wants
     action ids unique within a block."""
     result = []
-    for label, cursor, name in (
-        ("◀ Newer", page.newer_cursor, "newer"),
-        ("Older ▶", page.older_cursor, "older"),
-    ):
+    for label, cursor, name in (("◀ Newer", newer, "newer"), ("Older ▶", older, "older")):
         if cursor is None:
             continue
         value = ButtonValue(
@@ -248,13 +297,14 @@ def _cell(text: str) -> dict[str, Any]:
 
 
 def _table_row(
-    session: TunnelSession, index: int, page: SessionListPage, now: datetime
+    session: TunnelSession, index: int, page: SessionListPage, now: datetime, name: str | None
 ) -> list[dict[str, Any]]:
+    """One agent's cells; `name` is its host name, read once per row by the caller."""
     number = page.first_index + index + 1
     version = session.agent_version or ("ssh" if session.is_ssh else "?")
     return [
         _cell(str(number)),
-        _cell(agent_name(session.metadata, page.host_keys) or "-"),
+        _cell(name or "-"),
         _cell(session.id),
         _cell(session.region or "?"),
         _cell(session.os or ("ssh" if session.is_ssh else "?")),
@@ -263,13 +313,8 @@ def _table_row(
     ]
 
 
-def _table(
-    sessions: Sequence[TunnelSession], now: datetime, page: SessionListPage | None = None
-) -> dict[str, Any]:
+def _table(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """Slack's table block: a header row and one row per agent (raw_text cells)."""
-    rows = [[_cell(c) for c in _TABLE_COLUMNS]]
-    if page is not None:
-        rows += [_table_row(s, i, page, now) for i, s in enumerate(sessions)]
     return {
         "type": "table",
         "block_id": "agents",
@@ -278,30 +323,29 @@ def _table(
     }
 
 
-def _option_label(session: TunnelSession, index: int, page: SessionListPage) -> str:
-    name = agent_name(session.metadata, page.host_keys)
+def _option_label(
+    session: TunnelSession, index: int, page: SessionListPage, name: str | None
+) -> str:
     number = page.first_index + index + 1
     return f"{number}. {name} ({session.id[-8:]})" if name else f"{number}. {session.id}"
 
 
-def _pick_block(
-    sessions: Sequence[TunnelSession], page: SessionListPage, context: ButtonContext
-) -> dict[str, Any]:
+def _option(session: TunnelSession, label: str, context: ButtonContext) -> dict[str, Any]:
+    """One agent in the select: its label and its sealed Details value."""
+    return {
+        "text": bk.plain(label, bk.MAX_OPTION_TEXT),
+        "value": bk.button_value_for("details", session.id, context, bk.MAX_OPTION_VALUE),
+    }
+
+
+def _select(options: list[dict[str, Any]]) -> dict[str, Any]:
     """One select listing the agents shown: choosing one opens its details and actions."""
-    options = [
-        {
-            "text": bk.plain(_option_label(s, i, page), bk.MAX_OPTION_TEXT),
-            "value": bk.button_value_for("details", s.id, context, bk.MAX_OPTION_VALUE),
-        }
-        for i, s in enumerate(sessions[:LIST_PAGE_MAX])
-    ]
-    select = {
+    return {
         "type": "static_select",
         "action_id": ACTION_DETAILS,
         "placeholder": {"type": "plain_text", "text": "Open an agent…"},
         "options": options,
     }
-    return bk.actions([select], "pick")
 
 
 def _section_row(
