@@ -3,7 +3,7 @@ agent come to the floor the shared ngrok budget sets, with 0 responses 429, 0 du
 POSTs and 0 agents left unfinished, also when the job consumer is SIGKILLed mid-run?
 
     python bench/fleet_run.py [--sessions 500] [--rate 120] [--window 6] [--batch 0]
-                              [--restart-delay 1.0] [--skip-kill]
+                              [--restart-delay 1.0] [--skip-kill] [--show-messages]
 
 Starts the local ngrok API (tests/servers/ngrok_api.py) with `--sessions` agents and its rate
 limiter on (`--rate` per `--window` s: the real 120 per 60 s scaled down so the run takes a
@@ -86,6 +86,8 @@ def run_once(args: argparse.Namespace, *, kill: bool) -> dict[str, float]:
 
         wait_until(final, timeout=1800, what="the run's final edit")
         elapsed = time.monotonic() - started
+        if args.show_messages and not kill:
+            show_messages(preview, slack)
         body = json.dumps(final()[-1].body)
         log = ngrok.log()
         posts = Counter(r.path for r in log if r.method == "POST")
@@ -114,6 +116,41 @@ def run_once(args: argparse.Namespace, *, kill: bool) -> dict[str, float]:
         ngrok.stop()
 
 
+def rendered(body: dict) -> str:
+    """A message as a person reads it: each block's text, fields, context and controls."""
+    lines = []
+    for block in body.get("blocks") or []:
+        kind = block.get("type")
+        if kind in ("section", "header") and block.get("text"):
+            lines.append(block["text"]["text"])
+        for field in block.get("fields") or []:
+            lines.append(field["text"])
+        if kind == "context":
+            lines.append(" ".join(e.get("text", "") for e in block.get("elements") or []))
+        if kind == "actions":
+            controls = []
+            for element in block.get("elements") or []:
+                label = (element.get("text") or element.get("placeholder") or {}).get("text", "")
+                controls.append(f"[{label}]")
+            lines.append(" ".join(controls))
+        if kind == "divider":
+            lines.append("---")
+    return "\n".join(lines) or str(body.get("text", ""))
+
+
+def show_messages(preview: dict, slack: SlackApiServer) -> None:
+    """Prints the preview, the first progress edit that shows a batch running and the final
+    edit, as the running bot posted them (for the closing note)."""
+    edits = [c.body for c in slack.calls_to("chat.update") if '"run_' in json.dumps(c.body)]
+    running = [b for b in edits if '"run_running"' in json.dumps(b)]
+    for title, body in (
+        ("preview (ephemeral, to the requester)", preview),
+        ("progress, mid-run edit", running[len(running) // 2] if running else {}),
+        ("progress, final edit", edits[-1] if edits else {}),
+    ):
+        print(f"\n----- {title} -----\n{rendered(body)}\n", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=500)
@@ -122,6 +159,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0)
     parser.add_argument("--restart-delay", type=float, default=1.0)
     parser.add_argument("--skip-kill", action="store_true")
+    parser.add_argument(
+        "--show-messages", action="store_true", help="print the preview and progress messages"
+    )
     args = parser.parse_args()
     head = f"{'scenario':<14}{'targets':>8}{'time s':>9}{'floor s':>9}{'ratio':>7}"
     head += f"{'ratio(run)':>11}{'POSTs':>7}{'GETs':>6}{'429':>5}{'dup':>5}{'left':>5}"

@@ -9,6 +9,7 @@ shares a GIL with the acks. To scale, run more of them (the Procfile's `jobs:`).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from bot.app import create_app
@@ -20,10 +21,22 @@ log = logging.getLogger("ngrok_ops.consumer")
 HEARTBEAT_SECONDS = 5.0
 
 
+def lower_priority(niceness: int) -> None:
+    """The consumer yields the CPU to the web process: on a small machine the acks (which
+    Slack needs within 3 s) come before rendering replies. Called before any thread starts,
+    so every worker thread inherits it (Linux keeps a nice value per thread)."""
+    if niceness > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(niceness)
+        except OSError as error:
+            log.warning("could not lower the job consumer's priority: %s", error)
+
+
 def run_consumer() -> None:
     """Consumes until SIGTERM, then lets running jobs finish (huey's graceful stop)."""
     settings = load_settings_from_environment()
     configure_logging(settings.log_level, settings.secret_values())
+    lower_priority(settings.jobs_niceness)
     deps = build_deps(settings)
     create_app(deps)  # registers every job handler exactly as the web process does
     stop = threading.Event()

@@ -70,6 +70,10 @@ JOB_FLEET_WATCHDOG = "fleet_watchdog"
 PROGRESS_EDIT_SECONDS = 2.0
 BACK_WITHIN_SECONDS = 120.0
 TICK_BUDGET_SECONDS = 20.0
+# A tick waits this long itself instead of scheduling the next one: huey's scheduler looks
+# at scheduled jobs once a second, which would round every short wait (a look for agents,
+# an update's delay) up to the next second and leave the budget idle.
+INLINE_WAIT_SECONDS = 2.0
 STALE_CHAIN_SECONDS = 90.0
 FINAL = ("done", "failed", "skipped", "left")
 
@@ -179,7 +183,10 @@ def tick(deps: Deps, payload: dict[str, Any]) -> None:
         return
     started = time.monotonic()
     delay: float | None = 0.0
-    while delay == 0.0 and time.monotonic() - started < TICK_BUDGET_SECONDS:
+    while delay is not None and time.monotonic() - started < TICK_BUDGET_SECONDS:
+        if delay > INLINE_WAIT_SECONDS:
+            break
+        time.sleep(delay)
         run = load_run(deps.store, run_id)
         if run is None or run.chain != chain:
             return
@@ -225,18 +232,45 @@ class Step:
             if all(t.id in self.outcomes for t in batch):
                 failures += self._batch_finished(index, batch)
                 continue
-            untouched = all(
-                self.store.get_request(action_key(self.run.id, t.id)) is None for t in batch
-            )
-            limit = self.run.max_failures
-            if untouched and failures and (limit is None or failures > limit):
+            if not self._taken_down(batch) and self._too_many(failures):
                 self._finish_stopped(failures)
                 return None
-            delay = self._work(batch)
+            ahead: tuple[TunnelSession, ...] = ()
+            if self.run.action == "update" and index > 0 and index + 1 < len(batches):
+                ahead = batches[index + 1]
+            delay = self._work(batch, failures, ahead)
             self._progress()
             return delay
         _finish(self.deps, self.run, "done")
         return None
+
+    def _too_many(self, failures: int) -> bool:
+        limit = self.run.max_failures
+        return failures > 0 and (limit is None or failures > limit)
+
+    def _taken_down(self, batch: tuple[TunnelSession, ...]) -> bool:
+        """Whether the batch's disruptive POSTs started: an update's restart (its update may
+        have been sent ahead, which an agent survives), a restart or a stop."""
+        restart = self.run.action == "update"
+        return any(
+            self.store.get_request(action_key(self.run.id, t.id, restart)) is not None
+            for t in batch
+        )
+
+    def _send_ahead(self, ahead: tuple[TunnelSession, ...]) -> bool:
+        """Sends the next batch's updates while the current batch comes back, so the budget
+        does not idle between batches. Only after the canary proved the new version, only
+        while no failure would stop the run, and never its restarts: an updated agent keeps
+        running its old binary until the restart, which waits for the current batch."""
+        sent = False
+        for session in ahead:
+            if self.store.get_request(action_key(self.run.id, session.id)) is not None:
+                continue
+            if not self._still_running():
+                break
+            self._send(session, "update")
+            sent = True
+        return sent
 
     def _label(self, session: TunnelSession) -> str:
         return host_of(session, self.keys) or session.id
@@ -279,8 +313,11 @@ class Step:
         if self.store.create_request(key, record, ttl_seconds=ACTION_RECORD_SECONDS):
             send_recorded(self.deps, key, _quiet)
 
-    def _work(self, batch: tuple[TunnelSession, ...]) -> float:
-        """Moves every agent of the batch on; the delay before looking again."""
+    def _work(
+        self, batch: tuple[TunnelSession, ...], failures: int, ahead: tuple[TunnelSession, ...]
+    ) -> float:
+        """Moves every agent of the batch on; the delay before looking again. `failures` is
+        the finished batches' count; `ahead` the batch whose updates may go out meanwhile."""
         now = self.deps.clock()
         waiting: list[_Waiting] = []
         delays: list[float] = []
@@ -340,6 +377,11 @@ class Step:
                         + str(second.get("sentence") or "unknown"),
                     )  # fmt: skip
         if waiting and not sent_any:  # agents just restarted are not back yet
+            failed_here = sum(
+                1 for t in batch if self.outcomes.get(t.id, {}).get("state") == "failed"
+            )
+            if ahead and not delays and not self._too_many(failures + failed_here):
+                self._send_ahead(ahead)
             self._look_for_successors(waiting)
             if any(w.session.id not in self.outcomes for w in waiting):
                 delays.append(SUCCESSOR_POLL_SECONDS)
@@ -454,9 +496,19 @@ def _finish(deps: Deps, run: FleetRun, state: str, note: str = "") -> None:
     if state != "done":
         left = [t for t in load_targets(deps.store, run.id) if t.id not in outcomes]
         started = [t for t in left if deps.store.get_request(action_key(run.id, t.id))]
-        if started:
+        updated_only = [
+            t for t in started
+            if run.action == "update" and not deps.store.get_request(action_key(run.id, t.id, True))
+        ]  # fmt: skip
+        if len(started) > len(updated_only):
             note = (note + " " if note else "") + (
-                f"{len(started)} agent(s) had a request sent and were not confirmed back."
+                f"{len(started) - len(updated_only)} agent(s) had a request sent and were not "
+                "confirmed back."
+            )
+        if updated_only:
+            note = (note + " " if note else "") + (
+                f"{len(updated_only)} agent(s) of the next batch took the update but were not "
+                "restarted: they keep their old version until their next restart."
             )
     progress = progress_of(deps, final, outcomes, note)
     deps.auditor.record(

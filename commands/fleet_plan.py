@@ -128,13 +128,23 @@ def estimate_seconds(
     per_seconds: float,
     update_delay: float,
 ) -> float:
-    """Requests over the run's rate, plus per batch the wait an update needs before its
-    restart and one look's wait for agents to come back."""
-    seconds = requests_needed(action, batches) / run_rate(max_requests, per_seconds)
-    waits = update_delay if action == "update" else 0.0
-    if action != "stop":
+    """Requests over the run's rate, plus the waits the budget cannot fill. A restart run
+    waits one look per batch for its agents to come back. An update run waits the canary's
+    update delay and look; after it, a batch's updates go out while the one before comes back
+    (commands/fleet_exec.py), so a batch waits only what of the update delay sending its
+    updates did not cover, and the last batch one look."""
+    rate = run_rate(max_requests, per_seconds)
+    seconds = requests_needed(action, batches) / rate
+    if action == "stop" or not batches:
+        return seconds
+    if action == "restart":
+        return seconds + SUCCESSOR_POLL_SECONDS * len(batches)
+    waits = update_delay + SUCCESSOR_POLL_SECONDS
+    for batch in batches[1:]:
+        waits += max(0.0, update_delay - len(batch) / rate)
+    if len(batches) > 1:
         waits += SUCCESSOR_POLL_SECONDS
-    return seconds + waits * len(batches)
+    return seconds + waits
 
 
 def breakdown(sessions: Sequence[TunnelSession]) -> dict[str, Counter[str]]:

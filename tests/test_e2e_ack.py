@@ -32,3 +32,19 @@ def test_fifty_concurrent_commands_are_acked_while_ngrok_is_stalled(stack_factor
     # when its answer is ready) and the replies reach the response URLs.
     wait_until(lambda: stack.ngrok.log(), timeout=STALL * 3, what="ngrok calls after the acks")
     stack.slack.wait_for("response_url", timeout=STALL * 3)
+
+
+def test_the_supervised_consumer_yields_the_cpu_to_the_web_process(stack_factory):
+    """On a 2-core machine the consumer rendering a burst of replies must not slow the acks:
+    it runs JOBS_NICENESS (default 10) below the web process."""
+    import psutil
+
+    stack = stack_factory()
+    web = psutil.Process(stack.bot.process.pid)
+    wait_until(
+        lambda: [p for p in web.children(recursive=True) if " jobs" in " ".join(p.cmdline())],
+        timeout=20, what="the job consumer",
+    )  # fmt: skip
+    (consumer,) = [p for p in web.children(recursive=True) if " jobs" in " ".join(p.cmdline())]
+    assert consumer.nice() == min(19, web.nice() + 10)
+    assert all(psutil.Process(t.id).nice() == consumer.nice() for t in consumer.threads())

@@ -138,3 +138,64 @@ def test_killed_consumer_resumes_without_duplicate_posts(stack_factory):
     assert "*Failed* 0" in texts_of(done)
     counts = Counter(r.path for r in stack.action_posts())
     assert max(counts.values()) == 1, counts
+
+
+def outdated_linux_targets(stack) -> list[str]:
+    """The run's targets in the planner's order (by id): linux agents not on the newest
+    version."""
+    newest = "3.26.1"
+    ids = [
+        s
+        for s in linux_targets(stack)
+        if (stack.ngrok.session(s) or {}).get("agent_version") != newest
+    ]
+    return sorted(ids)
+
+
+def post_index(stack, session_id: str, action: str) -> int:
+    paths = [r.path for r in stack.action_posts()]
+    return paths.index(f"/tunnel_sessions/{session_id}/{action}")
+
+
+def test_next_batch_updates_go_out_while_a_batch_comes_back_and_cancel_leaves_them(stack_factory):
+    stack = stack_factory(env=FAST, ngrok={"restart_delay": 8.0})
+    targets = outdated_linux_targets(stack)
+    canary, first, second = targets[0], targets[1:3], targets[3:5]
+    online = len(stack.ngrok.session_ids())
+    preview = stack.ask("update os=linux canary=1 batch=2")
+    stack.click(find_button(preview, "ngrok_run_approve"))
+    wait_until(
+        lambda: all(f"/tunnel_sessions/{s}/update" in {r.path for r in stack.action_posts()}
+                    for s in second),
+        timeout=90, what="the second batch's updates",
+    )  # fmt: skip
+    assert len(stack.ngrok.session_ids()) == online - 2  # the first batch is not back yet
+    posts = {r.path for r in stack.action_posts()}
+    assert not any(f"/tunnel_sessions/{s}/restart" in posts for s in second)
+    # nothing went ahead of the canary: the first batch's updates follow the canary's restart
+    assert min(post_index(stack, s, "update") for s in first) > post_index(stack, canary, "restart")
+    # the second batch's updates went out after the first batch's restarts, while it came back
+    assert min(post_index(stack, s, "update") for s in second) > max(
+        post_index(stack, s, "restart") for s in first
+    )
+    latest = progress_edits(stack, "running")[-1].body
+    stack.click(find_button(latest, "ngrok_run_cancel"), ephemeral=False)
+    cancelled = texts_of(final_progress(stack, "cancelled", timeout=60))
+    assert "2 agent(s) of the next batch took the update but were not restarted" in cancelled
+    time.sleep(2)
+    posts = {r.path for r in stack.action_posts()}
+    assert not any(f"/tunnel_sessions/{s}/restart" in posts for s in second)
+
+
+def test_a_failing_batch_sends_nothing_ahead_and_stops_the_run(stack_factory):
+    stack = stack_factory(env=FAST, ngrok={"restart_delay": 0.5})
+    targets = outdated_linux_targets(stack)
+    first, second = targets[1:3], targets[3:5]
+    stack.ngrok.set_remote_management(first[0], False)  # its update is refused
+    preview = stack.ask("update os=linux canary=1 batch=2")
+    stack.click(find_button(preview, "ngrok_run_approve"))
+    stopped = texts_of(final_progress(stack, "stopped", timeout=90))
+    assert "*Failed* 1" in stopped
+    posts = {r.path for r in stack.action_posts()}
+    assert not any(s in path for s in second for path in posts)  # not even an update
+    assert f"/tunnel_sessions/{first[1]}/restart" in posts

@@ -64,7 +64,17 @@ def test_eta_is_requests_over_the_non_urgent_rate_plus_waits():
     assert requests_needed("stop", batches) == 100
     assert run_rate(120, 60.0) == 108 / 60
     eta = estimate_seconds("update", batches, max_requests=120, per_seconds=60, update_delay=15)
-    assert round(eta) == round(204 / 1.8 + 4 * 16)
+    # the canary waits its update delay and a look; each batch of 33 sends its updates in
+    # 33 / 1.8 = 18.3 s while the batch before comes back, which covers the 15 s; the last
+    # batch waits one look
+    assert round(eta) == round(204 / 1.8 + 16 + 1)
+    small = split_batches([agent(i) for i in range(11)], 1, 5)
+    eta = estimate_seconds("update", small, max_requests=120, per_seconds=60, update_delay=15)
+    assert round(eta, 3) == round(25 / 1.8 + 16 + 2 * (15 - 5 / 1.8) + 1, 3)  # 22 POSTs, 3 looks
+    restart = estimate_seconds(
+        "restart", batches, max_requests=120, per_seconds=60, update_delay=15
+    )
+    assert round(restart, 3) == round(104 / 1.8 + 4 * 1.0, 3)
 
 
 def test_preview_and_progress_render_valid_escaped_messages():

@@ -68,6 +68,7 @@ class Settings:
     group_stale_seconds: float
     fleet_cache_seconds: float
     log_level: str
+    jobs_niceness: int = 10
 
     def secret_values(self) -> list[str]:
         """Every secret value, for the log filter that masks them."""
@@ -210,6 +211,7 @@ def load_settings(
         group_cache_seconds=_number(env, "GROUP_CACHE_SECONDS", 60.0, 0.0, 3600.0, problems),
         group_stale_seconds=_number(env, "GROUP_STALE_SECONDS", 300.0, 0.0, 86_400.0, problems),
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
+        jobs_niceness=_number(env, "JOBS_NICENESS", 10, 0, 19, problems),
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(
