@@ -47,6 +47,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.budget import redis_url
@@ -97,6 +99,14 @@ class Clicks:
         return found, len(self.at) - len(found)
 
 
+def fresh_connections(sender: SlackSender) -> SlackSender:
+    """A new connection per request, as Slack's deliveries come: a kept-alive one that the
+    server closes while idle would fail the next click with "Server disconnected"."""
+    sender.http.close()
+    sender.http = httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
+    return sender
+
+
 def restart_targets(ngrok: NgrokApiServer, count: int) -> list[str]:
     """Agents that can restart (not Windows, not SSH)."""
     found = []
@@ -132,7 +142,7 @@ class Listings:
 
     def __init__(self, stack: Stack, rng: random.Random) -> None:
         self.stack, self.rng = stack, rng
-        self.sender = SlackSender(stack.bot.events_url, secret=SIGNING_SECRET)
+        self.sender = fresh_connections(SlackSender(stack.bot.events_url, secret=SIGNING_SECRET))
         self.sent: dict[str, float] = {}  # response_url key -> when sent
         self.failed = 0
         self._lock = threading.Lock()
@@ -198,7 +208,7 @@ def run(args: argparse.Namespace, workdir: Path, redis: str | None) -> int:
     slack = SlackApiServer().start()
     (workdir / "config.yml").write_text(DEFAULT_CONFIG)
     bot = BotProcess(bot_env(ngrok, slack, workdir, args, redis), log_dir=workdir).start()
-    stack = Stack(ngrok, slack, bot, SlackSender(bot.events_url))
+    stack = Stack(ngrok, slack, bot, fresh_connections(SlackSender(bot.events_url)))
     try:
         load_seconds = args.window * args.windows
         loaded_clicks = int((load_seconds + args.drain) / args.approve_every) + 1
