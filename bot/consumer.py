@@ -1,5 +1,7 @@
 """`python -m bot jobs`: the process that runs every job (replies, approved actions, the
-update's restart, expiries, recovery), on the same queue as every web process.
+update's restart, expiries, recovery), on the same queues as every web process: WORKER_THREADS
+threads for the normal lane and URGENT_WORKER_THREADS that take only urgent jobs (bot.jobs),
+so an approval never waits for a thread that a listing holds.
 
 The web process starts one of these itself (bot.supervisor) unless JOBS_CONSUMER=separate,
 so `python -m bot` or the Procfile's `web:` alone is a complete bot, and rendering never
@@ -41,9 +43,16 @@ def run_consumer() -> None:
     deps.jobs.run_now("recover_actions", {})
     deps.jobs.submit("watch_keeper", {})  # start watching now, not at the next full minute
     deps.jobs.run_now("fleet_resume_all", {})  # a killed consumer's runs get a new chain
-    log.info("ngrok-ops job consumer running with %d threads", settings.worker_threads)
+    log.info(
+        "ngrok-ops job consumer running with %d threads and %d for urgent jobs",
+        settings.worker_threads,
+        settings.urgent_worker_threads,
+    )
     try:
-        deps.jobs.consumer(workers=settings.worker_threads).run()
+        consumer = deps.jobs.consumer(
+            workers=settings.worker_threads, urgent_workers=settings.urgent_worker_threads
+        )
+        consumer.run()
     finally:
         stop.set()
         deps.close()
