@@ -134,9 +134,14 @@ class LaneConsumer(Consumer):
         return bool(super().check_worker_health())
 
     def stop(self, graceful: bool = False) -> None:
-        """Neither lane starts a job from now on; both finish what they run (graceful)."""
+        """Neither lane starts a job from now on; both finish what they run (graceful)
+        within one shutdown_timeout, which the supervisor's own deadline counts on."""
+        started = time.monotonic()
         self.companion.stop_flag.set()
         super().stop(graceful)
+        if self.shutdown_timeout is not None:
+            spent = time.monotonic() - started
+            self.companion.shutdown_timeout = max(0.0, self.shutdown_timeout - spent)
         self.companion.stop(graceful)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bot.jobs import Jobs, open_queues
+from bot.jobs import Jobs, open_queues, start_consumer_threads
 
 HANG_GUARD = 30.0  # seconds; only a broken build ever waits this long
 
@@ -111,3 +111,28 @@ def test_the_minutes_tick_runs_in_the_urgent_lane_and_submits_each_job_to_its_la
     jobs.queues["urgent"].execute(tick)
     assert jobs.backlog("urgent") == 1 and jobs.backlog("normal") == 1
     assert jobs.lane_of("recover_actions") == "urgent" and jobs.lane_of("watch_keeper") == "normal"
+
+
+def test_a_graceful_stop_lets_both_lanes_finish_what_they_run(jobs):
+    """SIGTERM's path (huey's graceful stop): no lane starts a new job, and the stop returns
+    only once the jobs running in both lanes have finished."""
+    consumer = jobs.consumer(workers=1, urgent_workers=1)
+    started = threading.Barrier(3, timeout=HANG_GUARD)
+    finished: list[str] = []
+
+    def running(payload: dict) -> None:
+        started.wait()
+        assert consumer.stop_flag.wait(HANG_GUARD)  # the stop has begun (both flags are set)
+        finished.append(payload["lane"])
+
+    jobs.register("normal_job", running)
+    jobs.register("urgent_job", running, lane="urgent")
+    jobs.submit("normal_job", {"lane": "normal"})
+    jobs.submit("urgent_job", {"lane": "urgent"})
+    jobs.submit("normal_job", {"lane": "never started"})
+    for lane in (consumer.companion, consumer):
+        start_consumer_threads(lane)
+    started.wait()
+    consumer.stop(graceful=True)
+    assert sorted(finished) == ["normal", "urgent"]
+    assert jobs.backlog("normal") == 1
