@@ -1,5 +1,7 @@
 """`python -m bot jobs`: the process that runs every job (replies, approved actions, the
-update's restart, expiries, recovery), on the same queue as every web process.
+update's restart, expiries, recovery), on the same queues as every web process: WORKER_THREADS
+threads for the normal lane and URGENT_WORKER_THREADS that take only urgent jobs (bot.jobs),
+so an approval never waits for a thread that a listing holds.
 
 The web process starts one of these itself (bot.supervisor) unless JOBS_CONSUMER=separate,
 so `python -m bot` or the Procfile's `web:` alone is a complete bot, and rendering never
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from functools import partial
 
 from bot.app import create_app
 from bot.deps import build_deps
@@ -22,9 +25,10 @@ HEARTBEAT_SECONDS = 5.0
 
 
 def lower_priority(niceness: int) -> None:
-    """The consumer yields the CPU to the web process: on a small machine the acks (which
-    Slack needs within 3 s) come before rendering replies. Called before any thread starts,
-    so every worker thread inherits it (Linux keeps a nice value per thread)."""
+    """Run in each normal-lane worker thread as it starts: rendering replies yields the CPU
+    to the web process, so on a small machine the acks (which Slack needs within 3 s) come
+    first. Linux keeps a nice value per thread, so the urgent lane (approved actions) keeps
+    the web process's priority; where nice is per process, the whole consumer yields."""
     if niceness > 0 and hasattr(os, "nice"):
         try:
             os.nice(niceness)
@@ -36,9 +40,9 @@ def run_consumer() -> None:
     """Consumes until SIGTERM, then lets running jobs finish (huey's graceful stop)."""
     settings = load_settings_from_environment()
     configure_logging(settings.log_level, settings.secret_values())
-    lower_priority(settings.jobs_niceness)
     deps = build_deps(settings)
     create_app(deps)  # registers every job handler exactly as the web process does
+    deps.jobs.on_worker_start("normal", partial(lower_priority, settings.jobs_niceness))
     stop = threading.Event()
 
     def beat() -> None:
@@ -54,9 +58,16 @@ def run_consumer() -> None:
     deps.jobs.run_now("recover_actions", {})
     deps.jobs.submit("watch_keeper", {})  # start watching now, not at the next full minute
     deps.jobs.run_now("fleet_resume_all", {})  # a killed consumer's runs get a new chain
-    log.info("ngrok-ops job consumer running with %d threads", settings.worker_threads)
+    log.info(
+        "ngrok-ops job consumer running with %d threads and %d for urgent jobs",
+        settings.worker_threads,
+        settings.urgent_worker_threads,
+    )
     try:
-        deps.jobs.consumer(workers=settings.worker_threads).run()
+        consumer = deps.jobs.consumer(
+            workers=settings.worker_threads, urgent_workers=settings.urgent_worker_threads
+        )
+        consumer.run()
     finally:
         stop.set()
         deps.close()

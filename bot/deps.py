@@ -20,7 +20,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import __version__
-from bot.jobs import Jobs, open_queue
+from bot.jobs import Jobs, open_queues
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.fleet_cache import FleetCache
 from bot.policy import account_for_channel, roles_of
@@ -159,7 +159,7 @@ def build_deps(
         slack=slack,
         store=store,
         jobs=Jobs(
-            open_queue(
+            open_queues(
                 redis_url=settings.redis_url,
                 sqlite_path=settings.state_path,
                 memory=private_queue,

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import __version__
 from bot.deps import build_slack_client
-from bot.jobs import Jobs, open_queue, queue_path
+from bot.jobs import LANES, Jobs, open_queues, queue_path
 from bot.logs import configure_logging
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.errors import NgrokError, Unauthorized, Unavailable
@@ -313,20 +313,24 @@ CONSUMER_SILENT_SECONDS = 30.0  # a live consumer writes its heartbeat every 5 s
 
 
 def _queue_row(settings: Settings, now: float | None = None) -> Row:
-    """The job queue: reachable, its backlog, and whether a consumer is alive (its
-    heartbeat). No consumer is a WARN, not a failure: `check` also runs before the bot."""
+    """The job queue: reachable, each lane's backlog, and whether a consumer is alive (its
+    heartbeat; every consumer runs both lanes). No consumer is a WARN, not a failure:
+    `check` also runs before the bot."""
     name = "job queue"
     where = "Redis" if settings.redis_url else f"SQLite file {queue_path(settings.state_path)}"
     try:
-        jobs = Jobs(open_queue(redis_url=settings.redis_url, sqlite_path=settings.state_path))
+        jobs = Jobs(open_queues(redis_url=settings.redis_url, sqlite_path=settings.state_path))
         try:
-            waiting, scheduled, beat = jobs.backlog(), jobs.scheduled(), jobs.last_beat()
+            lanes = [(lane, jobs.backlog(lane), jobs.scheduled(lane)) for lane in LANES]
+            beat = jobs.last_beat()
         finally:
             jobs.close()
     except Exception as error:
         step = "REDIS_URL" if settings.redis_url else "the directory of STATE_PATH"
         return (name, False, f"{type(error).__name__}: {error}. Next step: check {step}.")
-    counts = f"{where}; {waiting} waiting, {scheduled} scheduled"
+    counts = f"{where}; " + "; ".join(
+        f"{lane}: {waiting} waiting, {scheduled} scheduled" for lane, waiting, scheduled in lanes
+    )
     age = None if beat is None else (time.time() if now is None else now) - beat
     if age is None or age > CONSUMER_SILENT_SECONDS:
         silent = "no consumer has ever reported" if age is None else f"no consumer for {age:.0f} s"

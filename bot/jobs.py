@@ -8,6 +8,15 @@ Everything after an ack is a job: a name and a JSON payload. Handlers are regist
 runs it with its own Deps. Payloads are JSON, never pickle: whoever can write to the queue's
 SQLite file or Redis must not be able to run code in the bot, so `JsonSerializer` rebuilds
 nothing but huey's own message tuple and datetimes.
+
+Two lanes, each its own huey queue (`QUEUE_NAMES`) with its own schedule and its own
+consumer threads in every consumer process: `urgent` for what an approved action needs (the
+click that approves it, its follow-up reads, an update's restart, recovery, decisions) and
+`normal` for everything else (listings, details, Home, the watcher, fleet-run ticks). A
+job's lane is part of its registration. Priority within one queue would not be enough: when
+hundreds of listings are queued, every normal thread may be inside one, waiting for the
+non-urgent part of the ngrok budget, and an approval would still wait for a thread. The
+urgent lane's threads take nothing else, so an approval waits for neither.
 """
 
 from __future__ import annotations
@@ -17,9 +26,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.api import Task
@@ -33,7 +42,11 @@ log = logging.getLogger("ngrok_ops.jobs")
 Payload = dict[str, Any]
 JobHandler = Callable[[Payload], None]
 ErrorHandler = Callable[[Payload, Exception], None]
-QUEUE_NAME = "ngrok-ops"
+Lane = Literal["urgent", "normal"]
+LANES: tuple[Lane, ...] = ("urgent", "normal")
+# The normal lane keeps the queue name of the one queue before lanes, so jobs queued or
+# scheduled by an older version still run after a deploy.
+QUEUE_NAMES: dict[Lane, str] = {"normal": "ngrok-ops", "urgent": "ngrok-ops-urgent"}
 HEARTBEAT_KEY = "consumer-heartbeat"
 # How long an idle consumer waits between two looks at a SQLite queue: the worst-case extra
 # latency of a reply. Redis blocks on the queue instead, so it has none.
@@ -78,14 +91,23 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def open_queue(*, redis_url: str | None, sqlite_path: str, memory: bool = False) -> Huey:
-    """The queue every process of this deployment shares (memory: one process, for tests)."""
+def open_queues(
+    *, redis_url: str | None, sqlite_path: str, memory: bool = False
+) -> dict[Lane, Huey]:
+    """The lanes' queues every process of this deployment shares: both in one SQLite file or
+    one Redis (memory: this process only, for tests and the console)."""
+    where: dict[str, Any] = {"redis_url": redis_url, "sqlite_path": sqlite_path, "memory": memory}
+    return {lane: open_queue(QUEUE_NAMES[lane], **where) for lane in LANES}
+
+
+def open_queue(name: str, *, redis_url: str | None, sqlite_path: str, memory: bool = False) -> Huey:
+    """One named queue (a lane) with JSON payloads and no stored results."""
     options: dict[str, Any] = {"results": False, "serializer": JsonSerializer(), "utc": True}
     if memory:
-        return MemoryHuey(QUEUE_NAME, **options)
+        return MemoryHuey(name, **options)
     if redis_url:
-        return RedisHuey(QUEUE_NAME, url=redis_url, blocking=True, read_timeout=1, **options)
-    return SqliteHuey(QUEUE_NAME, filename=queue_path(sqlite_path), **options)
+        return RedisHuey(name, url=redis_url, blocking=True, read_timeout=1, **options)
+    return SqliteHuey(name, filename=queue_path(sqlite_path), **options)
 
 
 def queue_path(state_path: str) -> str:
@@ -94,29 +116,86 @@ def queue_path(state_path: str) -> str:
     return str(path.with_name(f"{path.stem}.jobs{path.suffix or '.sqlite3'}"))
 
 
-class Jobs:
-    """Named jobs with JSON payloads on one huey instance; thread-safe."""
+class LaneConsumer(Consumer):
+    """huey's consumer of the normal lane, which also starts, health-checks and stops the
+    urgent lane's consumer in the same process: huey serves one queue per Consumer, and only
+    one of them may own the process's signal handlers and run loop."""
 
-    def __init__(self, huey: Huey, *, clock: Callable[[], float] = time.time) -> None:
-        self.huey = huey
+    def __init__(self, huey: Huey, companion: Consumer, **options: Any) -> None:
+        self.companion = companion
+        super().__init__(huey, **options)
+
+    def start(self) -> None:
+        start_consumer_threads(self.companion)
+        super().start()
+
+    def check_worker_health(self) -> bool:
+        self.companion.check_worker_health()
+        return bool(super().check_worker_health())
+
+    def stop(self, graceful: bool = False) -> None:
+        """Neither lane starts a job from now on; both finish what they run (graceful)
+        within one shutdown_timeout, which the supervisor's own deadline counts on."""
+        started = time.monotonic()
+        self.companion.stop_flag.set()
+        super().stop(graceful)
+        if self.shutdown_timeout is not None:
+            spent = time.monotonic() - started
+            self.companion.shutdown_timeout = max(0.0, self.shutdown_timeout - spent)
+        self.companion.stop(graceful)
+
+
+def start_consumer_threads(consumer: Consumer) -> None:
+    """A consumer's scheduler and workers, without Consumer.start()'s signal handlers."""
+    consumer.scheduler.start()
+    for _, worker in consumer.worker_threads:
+        worker.start()
+
+
+class Jobs:
+    """Named jobs with JSON payloads, each in its lane's huey queue; thread-safe."""
+
+    def __init__(
+        self, queues: Mapping[Lane, Huey], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.queues = dict(queues)
+        self.huey = self.queues["normal"]  # the heartbeat lives here
         self._clock = clock
         self._handlers: dict[str, tuple[JobHandler, ErrorHandler | None]] = {}
+        self._lanes: dict[str, Lane] = {}
         self._every_minute: list[str] = []
         self._running = 0
         self._idle = threading.Condition()
-        self._task = huey.task(name="ngrok_ops.job")(self._run)
-        huey.periodic_task(crontab(), name="ngrok_ops.every_minute")(self._tick)
-        huey.signal(SIGNAL_EXECUTING)(self._started)
-        huey.signal(SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_INTERRUPTED)(self._finished)
+        self._tasks = {
+            lane: huey.task(name="ngrok_ops.job")(self._run) for lane, huey in self.queues.items()
+        }
+        # The minute's tick only submits jobs, each into its own lane; it runs in the urgent
+        # lane so that recovery is never queued behind listings.
+        self.queues["urgent"].periodic_task(crontab(), name="ngrok_ops.every_minute")(self._tick)
+        for huey in self.queues.values():
+            huey.signal(SIGNAL_EXECUTING)(self._started)
+            huey.signal(SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_INTERRUPTED)(self._finished)
 
     # -- registration --------------------------------------------------------------------------
 
     def register(
-        self, name: str, handler: JobHandler, *, on_error: ErrorHandler | None = None
+        self,
+        name: str,
+        handler: JobHandler,
+        *,
+        on_error: ErrorHandler | None = None,
+        lane: Lane = "normal",
     ) -> None:
         """`on_error` gets the payload and the error when the handler raised, so someone
-        hears about it."""
+        hears about it. `lane="urgent"` only for work that must not wait behind listings and
+        that never waits for the non-urgent ngrok budget itself (it would hold an urgent
+        thread while it waits)."""
         self._handlers[name] = (handler, on_error)
+        self._lanes[name] = lane
+
+    def lane_of(self, name: str) -> Lane:
+        self._check(name)
+        return self._lanes[name]
 
     def every_minute(self, name: str) -> None:
         """Runs the job `name` (payload {}) once a minute on one consumer (huey's scheduler)."""
@@ -125,13 +204,11 @@ class Jobs:
     # -- producing -----------------------------------------------------------------------------
 
     def submit(self, name: str, payload: Payload) -> None:
-        self._check(name)
-        self._task(name, payload)
+        self._tasks[self.lane_of(name)](name, payload)
 
     def later(self, delay: float, name: str, payload: Payload) -> None:
         """Kept in the queue's storage, so it runs after a deploy or a crash too."""
-        self._check(name)
-        self._task.schedule(args=(name, payload), delay=max(delay, 0.0))
+        self._tasks[self.lane_of(name)].schedule(args=(name, payload), delay=max(delay, 0.0))
 
     def _check(self, name: str) -> None:
         if name not in self._handlers:
@@ -173,46 +250,60 @@ class Jobs:
             self._running = max(0, self._running - 1)
             self._idle.notify_all()
 
-    def consumer(self, *, workers: int) -> Consumer:
-        """A huey consumer tuned for chat replies: it looks at an idle SQLite queue every
-        POLL_SECONDS instead of backing off to huey's default of 10 s."""
-        return self.huey.create_consumer(
-            workers=workers,
-            worker_type="thread",
-            periodic=True,
-            initial_delay=POLL_SECONDS,
-            backoff=1.0,
-            max_delay=POLL_SECONDS,
-            check_worker_health=True,
-            shutdown_timeout=20,
-            graceful_signal="TERM",
+    def on_worker_start(self, lane: Lane, hook: Callable[[], None]) -> None:
+        """`hook` runs in each of the lane's worker threads as it starts (huey's startup
+        hooks), including threads the health check starts again."""
+        self.queues[lane].on_startup(f"ngrok_ops.{lane}.{getattr(hook, '__name__', 'hook')}")(hook)
+
+    def consumer(self, *, workers: int, urgent_workers: int) -> LaneConsumer:
+        """Both lanes' huey consumers, tuned for chat replies: an idle SQLite queue is looked
+        at every POLL_SECONDS instead of backing off to huey's default of 10 s. Only the
+        urgent lane's scheduler enqueues the minute's tick."""
+        options: dict[str, Any] = {
+            "worker_type": "thread",
+            "initial_delay": POLL_SECONDS,
+            "backoff": 1.0,
+            "max_delay": POLL_SECONDS,
+            "check_worker_health": True,
+            "shutdown_timeout": 20,
+            "graceful_signal": "TERM",
+        }
+        urgent = self.queues["urgent"].create_consumer(
+            workers=urgent_workers, periodic=True, **options
+        )
+        return LaneConsumer(
+            self.queues["normal"], urgent, workers=workers, periodic=False, **options
         )
 
-    def start_threads(self, *, workers: int) -> Callable[[], None]:
+    def start_threads(self, *, workers: int, urgent_workers: int = 1) -> Callable[[], None]:
         """Consumes in this process's threads (tests, the console); returns a stop function.
-        Consumer.start() would take over the process's signal handlers, so only its
-        scheduler and workers are started here."""
-        consumer = self.consumer(workers=workers)
-        consumer.scheduler.start()
-        for _, worker in consumer.worker_threads:
-            worker.start()
+        Consumer.start() would take over the process's signal handlers, so only the lanes'
+        schedulers and workers are started here."""
+        consumer = self.consumer(workers=workers, urgent_workers=urgent_workers)
+        lanes = (consumer.companion, consumer)
+        for lane in lanes:
+            start_consumer_threads(lane)
 
         def stop() -> None:
-            consumer.stop_flag.set()
-            consumer.scheduler.join(5)
-            for _, worker in consumer.worker_threads:
-                worker.join(5)
+            for lane in lanes:
+                lane.stop_flag.set()
+            for lane in lanes:
+                lane.scheduler.join(5)
+                for _, worker in lane.worker_threads:
+                    worker.join(5)
 
         return stop
 
     # -- observing -----------------------------------------------------------------------------
 
-    def backlog(self) -> int:
-        """Jobs waiting to start (scheduled ones not counted)."""
-        return int(self.huey.pending_count())
+    def backlog(self, lane: Lane | None = None) -> int:
+        """Jobs waiting to start in one lane or in both (scheduled ones not counted)."""
+        lanes = LANES if lane is None else (lane,)
+        return sum(int(self.queues[each].pending_count()) for each in lanes)
 
-    def scheduled(self) -> int:
-        return int(self.huey.scheduled_count())
+    def scheduled(self, lane: Lane | None = None) -> int:
+        lanes = LANES if lane is None else (lane,)
+        return sum(int(self.queues[each].scheduled_count()) for each in lanes)
 
     def beat(self) -> None:
         """A consumer says it is alive; `check` reads it."""
@@ -242,7 +333,12 @@ class Jobs:
 
     def _due_within(self, seconds: float) -> bool:
         horizon = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=seconds)
-        return any(task.eta is None or task.eta <= horizon for task in self.huey.scheduled())
+        return any(
+            task.eta is None or task.eta <= horizon
+            for huey in self.queues.values()
+            for task in huey.scheduled()
+        )
 
     def close(self) -> None:
-        self.huey.storage.close()
+        for huey in self.queues.values():
+            huey.storage.close()

@@ -53,8 +53,12 @@ RESTART_SEARCH_SECONDS = 60.0
 SUCCESSOR_POLL_SECONDS = 2.0
 URGENT_SUCCESSOR_LOOKS = 3
 ACTION_RECORD_SECONDS = 7 * 24 * 3600
-# Job names: what commands.jobs registers and these functions enqueue.
+# Job names: what commands.jobs registers (each in its lane, bot.jobs) and these functions
+# enqueue. A look for a restarted agent is urgent while it belongs to the approved action
+# (the first URGENT_SUCCESSOR_LOOKS); later looks read with the non-urgent budget, so they go
+# in the normal lane, where waiting for that budget holds no urgent thread.
 JOB_SUCCESSOR = "successor"
+JOB_SUCCESSOR_LATE = "successor_late"
 JOB_FINISH_UPDATE = "finish_update"
 JOB_EXPIRE_REQUEST = "expire_request"
 JOB_EXPIRE_RUN = "expire_run"  # a two-person fleet run's request (commands.fleet)
@@ -269,7 +273,8 @@ def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
     tries = int(payload.get("tries", 0))
     successor = find_successor_once(client, session, urgent=tries < URGENT_SUCCESSOR_LOOKS)
     if successor is None and deps.clock() < float(payload["deadline"]):
-        deps.jobs.later(SUCCESSOR_POLL_SECONDS, JOB_SUCCESSOR, {**payload, "tries": tries + 1})
+        again = JOB_SUCCESSOR if tries + 1 < URGENT_SUCCESSOR_LOOKS else JOB_SUCCESSOR_LATE
+        deps.jobs.later(SUCCESSOR_POLL_SECONDS, again, {**payload, "tries": tries + 1})
         return
     if successor is not None:
         remember_successor(deps.store, session.id, successor.id, at=deps.clock())

@@ -20,8 +20,10 @@ __all__ = ["JOB_RUN_CLICK", "register_fleet_jobs"]
 
 
 def register_fleet_jobs(deps: Deps) -> None:
-    deps.jobs.register(JOB_RUN_CLICK, partial(run_click, deps))
-    deps.jobs.register(JOB_EXPIRE_RUN, partial(expire_run, deps))
+    """Every run button (approve, ask, decide, pause, resume, cancel) and a request's expiry
+    are urgent (store and Slack only); the ticks read and POST with the non-urgent budget."""
+    deps.jobs.register(JOB_RUN_CLICK, partial(run_click, deps), lane="urgent")
+    deps.jobs.register(JOB_EXPIRE_RUN, partial(expire_run, deps), lane="urgent")
     deps.jobs.register(JOB_FLEET_TICK, partial(tick, deps))
     deps.jobs.register(JOB_FLEET_RESUME_ALL, partial(resume_all, deps))
     deps.jobs.register(JOB_FLEET_WATCHDOG, partial(watchdog, deps))

@@ -1,14 +1,24 @@
-"""Every job the bot runs after an ack, by name: what the listeners enqueue and what a
-consumer process runs. Payloads are plain JSON (bot/jobs.py), so an invocation travels as
-data (who, where, the response_url) and is rebuilt here with this process's clients."""
+"""Every job the bot runs after an ack, by name and lane: what the listeners enqueue and what
+a consumer process runs. Payloads are plain JSON (bot/jobs.py), so an invocation travels as
+data (who, where, the response_url) and is rebuilt here with this process's clients.
+
+The urgent lane (bot.jobs) holds what an approved action needs and the decisions about
+approvals: the click that approves, cancels or decides a request (JOB_DECISION, JOB_DENY_REASON,
+every fleet-run button), the first looks for a restarted agent, an update's restart,
+expiries and recovery. None of them waits for the non-urgent ngrok budget (their reads are
+urgent; the rest is the store and Slack), so they never hold an urgent thread while listings
+drain the budget. Everything else, and all that reads with the non-urgent budget (listings,
+details, prompts, Home, digests, the watcher, fleet-run ticks), is in the normal lane."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from bot.deps import Deps
+from bot.jobs import Lane
 from bot.slack.groups import RolesUnconfirmed
 from bot.slack.invocation import Invocation
 from bot.slack.views.errors import SORRY, render_error
@@ -17,6 +27,7 @@ from commands.approval import (
     JOB_EXPIRE_REQUEST,
     JOB_FINISH_UPDATE,
     JOB_SUCCESSOR,
+    JOB_SUCCESSOR_LATE,
     expire_request,
     finish_update,
     report_successor,
@@ -37,6 +48,7 @@ JOB_COMMAND = "command"
 JOB_MENTION = "mention"
 JOB_SHORTCUT = "shortcut"
 JOB_CLICK = "click"
+JOB_DECISION = "decision"  # a click that decides an approval: run_click, in the urgent lane
 JOB_DENY_REASON = "deny_reason"
 JOB_RECOVER = "recover_actions"
 
@@ -81,23 +93,31 @@ def tell_sorry(deps: Deps, payload: dict[str, Any], error: Exception) -> None:
     Invocation.from_data(payload["inv"], deps.slack).private(render_error(sorry_for(error)))
 
 
+UserJob = Callable[[Deps, dict[str, Any]], None]
+
+
 def register_jobs(deps: Deps) -> None:
     """Binds every job name to its handler in this process; the only place names meet code."""
     jobs = deps.jobs
-    for name, handler in (
-        (JOB_COMMAND, run_command),
-        (JOB_MENTION, run_mention_job),
-        (JOB_SHORTCUT, run_shortcut),
-        (JOB_CLICK, run_click),
-        (JOB_DENY_REASON, run_deny_reason),
-    ):
-        jobs.register(name, partial(handler, deps), on_error=partial(tell_sorry, deps))
-    jobs.register(JOB_SUCCESSOR, partial(report_successor, deps))
-    jobs.register(JOB_FINISH_UPDATE, partial(finish_update, deps))
-    jobs.register(
-        JOB_EXPIRE_REQUEST, lambda payload: expire_request(deps, str(payload["request_id"]))
+    user_jobs: tuple[tuple[str, UserJob, Lane], ...] = (
+        (JOB_COMMAND, run_command, "normal"),
+        (JOB_MENTION, run_mention_job, "normal"),
+        (JOB_SHORTCUT, run_shortcut, "normal"),
+        (JOB_CLICK, run_click, "normal"),
+        (JOB_DECISION, run_click, "urgent"),
+        (JOB_DENY_REASON, run_deny_reason, "urgent"),
     )
-    jobs.register(JOB_RECOVER, partial(recover_actions, deps))
+    for name, handler, lane in user_jobs:  # someone waits for these: failures are told
+        jobs.register(name, partial(handler, deps), on_error=partial(tell_sorry, deps), lane=lane)
+    jobs.register(JOB_SUCCESSOR, partial(report_successor, deps), lane="urgent")
+    jobs.register(JOB_SUCCESSOR_LATE, partial(report_successor, deps))
+    jobs.register(JOB_FINISH_UPDATE, partial(finish_update, deps), lane="urgent")
+    jobs.register(
+        JOB_EXPIRE_REQUEST,
+        lambda payload: expire_request(deps, str(payload["request_id"])),
+        lane="urgent",
+    )
+    jobs.register(JOB_RECOVER, partial(recover_actions, deps), lane="urgent")
     jobs.every_minute(JOB_RECOVER)
     jobs.register(JOB_WATCH, partial(run_watch, deps))
     jobs.register(JOB_WATCH_KEEPER, partial(keep_watching, deps))

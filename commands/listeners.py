@@ -25,7 +25,14 @@ from bot.slack.views.errors import render_error
 from commands.fleet_jobs import JOB_RUN_CLICK
 from commands.grammar import Help, ParseError, parse_command, strip_mention
 from commands.home import JOB_HOME
-from commands.jobs import JOB_CLICK, JOB_COMMAND, JOB_DENY_REASON, JOB_MENTION, JOB_SHORTCUT
+from commands.jobs import (
+    JOB_CLICK,
+    JOB_COMMAND,
+    JOB_DECISION,
+    JOB_DENY_REASON,
+    JOB_MENTION,
+    JOB_SHORTCUT,
+)
 from commands.router import working_message
 
 log = logging.getLogger("ngrok_ops.listeners")
@@ -126,9 +133,10 @@ def click_invocation(body: dict[str, Any], respond: Respond, client: WebClient) 
 
 def _enqueue_click(
     kind: str, ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
-    client: WebClient, deps: Deps,
+    client: WebClient, deps: Deps, job: str = JOB_CLICK,
 ) -> None:  # fmt: skip
-    """Every button: ack, then one job naming the button and carrying its raw value."""
+    """Every button: ack, then one job naming the button and carrying its raw value;
+    buttons that decide an approval pass JOB_DECISION (the urgent lane)."""
     ack()
     inv = click_invocation(body, respond, client)
     payload = {
@@ -137,7 +145,7 @@ def _enqueue_click(
         "value": value_of_action(action),
         "trigger_id": body.get("trigger_id"),  # Deny opens a modal with it (valid ~3 s)
     }
-    deps.jobs.submit(JOB_CLICK, payload)
+    deps.jobs.submit(job, payload)
 
 
 def handle_details(
@@ -179,14 +187,14 @@ def handle_approve(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _enqueue_click("approve", ack, body, action, respond, client, deps)
+    _enqueue_click("approve", ack, body, action, respond, client, deps, JOB_DECISION)
 
 
 def handle_cancel(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _enqueue_click("cancel", ack, body, action, respond, client, deps)
+    _enqueue_click("cancel", ack, body, action, respond, client, deps, JOB_DECISION)
 
 
 def handle_ask_approval(
@@ -200,14 +208,14 @@ def handle_two_person_approve(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _enqueue_click("two_person_approve", ack, body, action, respond, client, deps)
+    _enqueue_click("two_person_approve", ack, body, action, respond, client, deps, JOB_DECISION)
 
 
 def handle_two_person_deny(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
     client: WebClient, *, deps: Deps,
 ) -> None:  # fmt: skip
-    _enqueue_click("two_person_deny", ack, body, action, respond, client, deps)
+    _enqueue_click("two_person_deny", ack, body, action, respond, client, deps, JOB_DECISION)
 
 
 def handle_alert_agents(

@@ -106,15 +106,19 @@ def test_every_failing_row_says_what_to_do(rows_for):
 
 
 def test_the_job_queue_row_says_whether_a_consumer_is_alive(rows_for, tmp_path):
-    from bot.jobs import Jobs, open_queue
+    from bot.jobs import Jobs, open_queues
 
     ok, detail = rows_for()["job queue"]
     assert ok is None and "no consumer has ever reported" in detail
     assert "python -m bot jobs" in detail  # the next step
-    queue = Jobs(open_queue(redis_url=None, sqlite_path=str(tmp_path / "state.sqlite3")))
-    queue.register("later", lambda payload: None)
-    queue.later(3600, "later", {})
+    queue = Jobs(open_queues(redis_url=None, sqlite_path=str(tmp_path / "state.sqlite3")))
+    queue.register("list", lambda payload: None)
+    queue.register("approve", lambda payload: None, lane="urgent")
+    for _ in range(3):
+        queue.submit("list", {})
+    queue.submit("approve", {})
     queue.beat()  # what a running consumer does every 5 s
     queue.close()
     ok, detail = rows_for()["job queue"]
-    assert ok is True and "1 waiting" in detail and "a consumer reported" in detail
+    assert ok is True and "a consumer reported" in detail
+    assert "urgent: 1 waiting, 0 scheduled; normal: 3 waiting, 0 scheduled" in detail

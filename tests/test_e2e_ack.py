@@ -4,6 +4,7 @@ all get their HTTP 200 while ngrok has not answered a single one of the bot's ca
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 from tests.e2e_fixtures import wait_until
 
@@ -46,5 +47,9 @@ def test_the_supervised_consumer_yields_the_cpu_to_the_web_process(stack_factory
         timeout=20, what="the job consumer",
     )  # fmt: skip
     (consumer,) = [p for p in web.children(recursive=True) if " jobs" in " ".join(p.cmdline())]
-    assert consumer.nice() == min(19, web.nice() + 10)
-    assert all(psutil.Process(t.id).nice() == consumer.nice() for t in consumer.threads())
+    # the normal lane's 16 threads yield; the urgent lane's 4, the scheduler and the main
+    # thread keep the web process's priority (Linux keeps nice per thread)
+    wait_until(lambda: len(consumer.threads()) >= 16 + 4, timeout=20, what="the workers")
+    nices = Counter(psutil.Process(t.id).nice() for t in consumer.threads())
+    assert nices[min(19, web.nice() + 10)] == 16
+    assert nices[web.nice()] >= 4 + 1

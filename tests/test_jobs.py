@@ -9,12 +9,12 @@ import threading
 import pytest
 from huey.registry import Message
 
-from bot.jobs import Jobs, JsonSerializer, open_queue, queue_path
+from bot.jobs import Jobs, JsonSerializer, open_queues, queue_path
 
 
 @pytest.fixture
 def memory_jobs():
-    jobs = Jobs(open_queue(redis_url=None, sqlite_path="", memory=True))
+    jobs = Jobs(open_queues(redis_url=None, sqlite_path="", memory=True))
     stop = jobs.start_threads(workers=2)
     yield jobs
     stop()
@@ -75,12 +75,12 @@ def test_a_scheduled_job_runs_after_its_delay(memory_jobs):
 def test_queued_and_scheduled_jobs_outlive_the_process_that_made_them(tmp_path):
     """SQLite keeps them in a file: a new process (a new Jobs on the file) runs them."""
     state = str(tmp_path / "state.sqlite3")
-    first = Jobs(open_queue(redis_url=None, sqlite_path=state))
+    first = Jobs(open_queues(redis_url=None, sqlite_path=state))
     first.register("restart", lambda payload: None)
     first.submit("restart", {"session": "ts_1"})
     first.later(3600, "restart", {"session": "ts_2"})
     first.close()
-    second = Jobs(open_queue(redis_url=None, sqlite_path=state))
+    second = Jobs(open_queues(redis_url=None, sqlite_path=state))
     ran = []
     second.register("restart", ran.append)
     assert second.backlog() == 2
@@ -95,8 +95,8 @@ def test_queued_and_scheduled_jobs_outlive_the_process_that_made_them(tmp_path):
 
 def test_the_heartbeat_is_shared_through_the_queue(tmp_path):
     state = str(tmp_path / "state.sqlite3")
-    writer = Jobs(open_queue(redis_url=None, sqlite_path=state), clock=lambda: 1234.5)
-    reader = Jobs(open_queue(redis_url=None, sqlite_path=state))
+    writer = Jobs(open_queues(redis_url=None, sqlite_path=state), clock=lambda: 1234.5)
+    reader = Jobs(open_queues(redis_url=None, sqlite_path=state))
     assert reader.last_beat() is None
     writer.beat()
     assert reader.last_beat() == 1234.5

@@ -83,10 +83,10 @@ def test_the_minutes_keeper_restarts_a_chain_whose_scheduled_job_was_lost(bot):
     bot.deps.clock = lambda: time.time() + offset[0]
     offset[0] = 120.0  # past the chain's next_due + grace (30 s)
     minute = datetime.now().replace(second=0, microsecond=0)
-    ticks = list(jobs.huey.read_periodic(minute))
+    ticks = list(jobs.queues["urgent"].read_periodic(minute))
     assert len(ticks) == 1  # huey's every-minute task, which submits the keeper
     for tick in ticks:
-        jobs.huey.execute(tick)
+        jobs.queues["urgent"].execute(tick)
     stop = jobs.start_threads(workers=2)
     try:
         scanned_after(bot, time.time() + 100)  # the new chain scanned (at the moved clock)

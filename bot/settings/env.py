@@ -60,6 +60,7 @@ class Settings:
     ngrok_timeout: float
     ngrok_retry_budget: float
     worker_threads: int
+    urgent_worker_threads: int
     jobs_consumer: JobsConsumer
     action_recovery_seconds: float
     web_workers: int
@@ -201,6 +202,7 @@ def load_settings(
         ngrok_timeout=_number(env, "NGROK_TIMEOUT", 10.0, 0.1, 120.0, problems),
         ngrok_retry_budget=_number(env, "NGROK_RETRY_BUDGET", 30.0, 0.0, 600.0, problems),
         worker_threads=_number(env, "WORKER_THREADS", 16, 1, 256, problems),
+        urgent_worker_threads=_number(env, "URGENT_WORKER_THREADS", 4, 1, 64, problems),
         jobs_consumer=_jobs_consumer(env, problems),
         action_recovery_seconds=_number(
             env, "ACTION_RECOVERY_SECONDS", 120.0, 1.0, 86_400.0, problems
