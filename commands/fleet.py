@@ -10,6 +10,8 @@ import logging
 from collections import Counter
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
 from bot.deps import Deps
 from bot.ngrok.errors import NgrokError
 from bot.ngrok.hosts import host_of
@@ -358,7 +360,7 @@ def control_run(inv: Invocation, deps: Deps, run_id: str, kind: str) -> None:
 
 
 def show_runs(inv: Invocation, deps: Deps) -> None:
-    """`jobs`: running runs first, then recent ones."""
+    """`jobs`: running runs first, then recent ones, each with a button to its progress."""
     decision = may_view(deps.config, deps.roles(inv.user_id), inv.channel_id)
     if not decision.allowed:
         inv.private(render_error(decision.reason))
@@ -380,12 +382,28 @@ def show_runs(inv: Invocation, deps: Deps) -> None:
                 run.query_text,
                 run.count,
                 run.requester,
-                run.channel,
-                run.progress_ts,
+                progress_link(deps, run),
                 counts,
             )
         )
     inv.answer(render_runs(lines))
+
+
+def progress_link(deps: Deps, run: FleetRun) -> str | None:
+    """The permalink of the run's progress message, from chat.getPermalink once and then
+    from the run record; None when the run has no message (yet) or Slack gave no link."""
+    if run.progress_url or not run.progress_ts:
+        return run.progress_url or None
+    try:
+        answer = deps.slack.chat_getPermalink(channel=run.channel, message_ts=run.progress_ts)
+    except SlackApiError as error:
+        log.warning("no permalink for run %s: %s", run.id, error.response.get("error"))
+        return None
+    link = answer.get("permalink")
+    if not isinstance(link, str) or not link.startswith("https://"):
+        return None
+    move_run(deps.store, run, run.state, progress_url=link)  # lost to a race: asked again
+    return link
 
 
 def expire_run(deps: Deps, payload: dict[str, Any]) -> None:

@@ -64,8 +64,8 @@ _HELP = {
     "update": "Ask to update an agent, or every matching agent older than the newest version "
     "seen (a rolling run); the bot restarts each after the update and checks its version. "
     "Example: `update os=linux version<3.20 region=eu`",
-    "jobs": "List fleet runs: running ones first, then recent ones, with their progress. "
-    "Example: `jobs`",
+    "jobs": "List fleet runs: running ones first, then recent ones, with their counts and a "
+    "*Progress* button that opens each run's progress message. Example: `jobs`",
     "audit": f"Show recent actions, newest first (n up to {MAX_AUDIT}, default {DEFAULT_AUDIT}), "
     "one sentence each; `csv` uploads them as a CSV file instead. Example: `audit 20 @alice`",
 }

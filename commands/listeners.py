@@ -224,6 +224,12 @@ def handle_update_outdated(
     _enqueue_click("update_outdated", ack, body, action, respond, client, deps)
 
 
+def handle_link(ack: Ack, *, deps: Deps) -> None:
+    """A link button (`jobs`' Progress): Slack opened the URL itself and sends the click
+    anyway; an ack and nothing else, so the clicker sees no error and no reply."""
+    ack()
+
+
 # --- the App Home --------------------------------------------------------------------------------
 
 

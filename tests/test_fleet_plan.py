@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.ngrok.models import TunnelSession
+from bot.slack import blocks as bk
 from bot.slack.views.fleet import (
     AgentOutcome,
     Failure,
+    RunLine,
     RunProgress,
     render_batch_outcomes,
     render_run_preview,
     render_run_progress,
+    render_runs,
 )
 from commands.fleet_plan import (
     estimate_seconds,
@@ -96,3 +100,34 @@ def test_preview_and_progress_render_valid_escaped_messages():
     assert "ngrok_run_pause" not in done
     outcomes = [AgentOutcome(f"edge-{i}", f"ts_{i}", "done", "back as ts_x") for i in range(60)]
     assert "and 20 more" in valid(render_batch_outcomes("abc123", "batch 1", outcomes))
+
+
+def test_jobs_lines_carry_a_link_button_only_where_slack_gave_a_permalink():
+    link = "https://acme.slack.com/archives/C0OPS/p1700000000000100"
+    lines = [
+        RunLine("abc123", "restart", "running", "os=<!channel>", 30, "U0ALICE", link, "done 1"),
+        RunLine("def456", "stop", "done", "", 3, "U0BOB", None, "done 3"),
+    ]
+    message = render_runs(lines)
+    text = valid(message)
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    first, second = message["blocks"][1:]
+    assert first["accessory"] == {
+        "type": "button", "action_id": "ngrok_run_link", "value": "abc123", "url": link,
+        "text": {"type": "plain_text", "text": "Progress", "emoji": True},
+    }  # fmt: skip
+    assert "accessory" not in second
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://acme.slack.com/x",
+        "javascript:alert(1)",
+        "https://a.b/<!here>",
+        "https://" + "a" * 3000,
+    ],
+)
+def test_a_link_button_takes_only_a_plain_https_url(url):
+    with pytest.raises(ValueError):
+        bk.button("Progress", "ngrok_run_link", "v", url=url)

@@ -123,6 +123,8 @@ class _Numbering:
 
     def element(self, element: Mapping[str, Any], block_id: str) -> str:
         kind = element.get("type")
+        if kind == "button" and element.get("url"):  # a link: nothing for the bot to do
+            return f"{_text(element.get('text'))}: {clean(str(element['url']))}"
         number = str(self.next)
         self.next += 1
         if kind == "button":

@@ -51,6 +51,9 @@ ACTION_RUN_DENY = "ngrok_run_deny"
 ACTION_RUN_PAUSE = "ngrok_run_pause"
 ACTION_RUN_RESUME = "ngrok_run_resume"
 ACTION_RUN_CANCEL = "ngrok_run_cancel"
+# `jobs`: a link button to a run's progress message. Slack opens the URL and still sends
+# the app a block_actions payload, which is acked and ignored.
+ACTION_RUN_LINK = "ngrok_run_link"
 RUN_ACTIONS = (
     ACTION_RUN_APPROVE,
     ACTION_RUN_ASK,
@@ -75,5 +78,6 @@ ALL_ACTIONS = (
     ACTION_ALERT_AGENTS,
     ACTION_HOME_REFRESH,
     ACTION_UPDATE_OUTDATED,
+    ACTION_RUN_LINK,
     *RUN_ACTIONS,
 )

@@ -51,6 +51,7 @@ class FleetRun:
     created: float
     approver: str | None = None
     progress_ts: str | None = None
+    progress_url: str = ""  # the progress message's permalink (chat.getPermalink), once known
     chain: str = ""
     beat: float = 0.0
     last_edit: float = 0.0

@@ -19,6 +19,7 @@ from bot.slack.ids import (
     ACTION_RUN_ASK,
     ACTION_RUN_CANCEL,
     ACTION_RUN_DENY,
+    ACTION_RUN_LINK,
     ACTION_RUN_PAUSE,
     ACTION_RUN_RESUME,
     ACTION_RUN_TP_APPROVE,
@@ -290,27 +291,27 @@ class RunLine:
     query_text: str
     count: int
     requester: str
-    channel: str
-    progress_ts: str | None
+    progress_url: str | None  # the progress message's permalink, when Slack gave one
     counts: str
 
 
 def render_runs(runs: Sequence[RunLine]) -> dict[str, Any]:
-    """`jobs`: running runs first, then recent ones, each with a link to its progress."""
+    """`jobs`: running runs first, then recent ones, each with a button that opens its
+    progress message (a link button: Slack opens the permalink, the app only acks)."""
     if not runs:
         return bk.message("No fleet runs yet.", [bk.section("No fleet runs yet.")])
     blocks: list[dict[str, Any]] = [bk.header("Fleet runs")]
     for run in runs[:20]:
-        link = ""
-        if run.progress_ts:
-            url = f"https://slack.com/archives/{run.channel}/p{run.progress_ts.replace('.', '')}"
-            link = f" · <{bk.escape(url)}|progress>"
         text = (
             f"`{run.run_id}` *{_STATE_TEXT.get(run.state, bk.clip(run.state, 40))}*: "
             f"{run.action} of {run.count} matching {_filter_text(run.query_text)}, asked by "
-            f"{bk.user_mention(run.requester)}{link}\n{bk.clip(run.counts, 200)}"
+            f"{bk.user_mention(run.requester)}\n"
+            f"{bk.clip(run.counts, 200)}"
         )
-        blocks.append(bk.section(text))
+        link = None
+        if run.progress_url:
+            link = bk.button("Progress", ACTION_RUN_LINK, run.run_id, url=run.progress_url)
+        blocks.append(bk.section(text, accessory=link, block_id=f"run_{run.run_id}"))
     return bk.message(f"{len(runs)} fleet run(s)", blocks)
 
 
