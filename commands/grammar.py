@@ -403,9 +403,9 @@ def _parse_action(verb: str, action: Action, args: list[str]) -> RequestAction |
         match = None if isinstance(token, _Quoted) else _FILTER_TOKEN.fullmatch(token)
         if match and match.group(1).lower() in RUN_OPTIONS:
             key, op, value = match.group(1).lower(), match.group(2), match.group(3).strip()
-            if op != "=" or not value.isdigit() or not 0 <= int(value) <= MAX_RUN_OPTION:
+            if op != "=":
                 raise ParseError(f"{_q(token)} needs a whole number, e.g. `{key}=2`.", usage)
-            options[key] = int(value)
+            options[key] = parse_run_option(key, value, usage, token=token)
         elif token.lower() == "all" and not isinstance(token, _Quoted):
             everything = True
         elif match and match.group(1).lower() == "limit":
@@ -436,8 +436,6 @@ def _parse_action(verb: str, action: Action, args: list[str]) -> RequestAction |
             f"`region=eu os=linux`, or `all`.",
             usage,
         )
-    if options.get("canary") == 0 or options.get("batch") == 0:
-        raise ParseError("`canary=` and `batch=` must be at least 1.", usage)
     return FleetAction(
         action,
         _parse_query(rest),
@@ -448,6 +446,20 @@ def _parse_action(verb: str, action: Action, args: list[str]) -> RequestAction |
             confirm=options.get("confirm"),
         ),
     )
+
+
+def parse_run_option(key: str, value: str, usage: str = "", *, token: str = "") -> int:
+    """One fleet-run option's value, typed (`batch=10`) or picked in a preview's menu: the
+    same rule for both, a whole number from 0 to MAX_RUN_OPTION, and canary and batch at
+    least 1. ParseError says what was wrong in one sentence."""
+    if key not in RUN_OPTIONS:
+        raise ParseError(f"I don't know the option {_q(key + '=')}.", usage)
+    if not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= MAX_RUN_OPTION:
+        shown = _q(token or f"{key}={value}")
+        raise ParseError(f"{shown} needs a whole number, e.g. `{key}=2`.", usage)
+    if key in ("canary", "batch") and int(value) == 0:
+        raise ParseError("`canary=` and `batch=` must be at least 1.", usage)
+    return int(value)
 
 
 def _bad_id_sentence(token: str) -> str:
