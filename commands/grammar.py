@@ -57,8 +57,8 @@ _HELP = {
     "`show`, `get`, `details`. Example: `session edge-12`",
     "restart": "Ask to restart an agent (by id or host name) or, with the filters of `sessions` "
     "(or `all`), every matching agent as a rolling run: canary first, then batches, with a "
-    "preview, one approval and progress you can pause (`canary=`, `batch=`, `max_failures=`). "
-    "Example: `restart region=eu os=linux canary=2 batch=20`",
+    "preview, one approval and progress you can pause (`canary=`, `batch=`, `max_failures=`, "
+    "or the preview's menus). Example: `restart region=eu os=linux canary=2 batch=20`",
     "stop": "Ask to stop an agent, or every agent matching filters (a rolling run). "
     f"Example: `stop {EXAMPLE_ID}`",
     "update": "Ask to update an agent, or every matching agent older than the newest version "

@@ -283,6 +283,9 @@ RUN_BUTTON_KIND = {
     ids.ACTION_RUN_PAUSE: "pause",
     ids.ACTION_RUN_RESUME: "resume",
     ids.ACTION_RUN_CANCEL: "cancel",
+    ids.ACTION_RUN_CANARY: "plan",
+    ids.ACTION_RUN_BATCH: "plan",
+    ids.ACTION_RUN_MAX_FAILURES: "plan",
 }
 
 

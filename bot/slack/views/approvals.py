@@ -326,6 +326,8 @@ def used_sentence(op: Action, session_id: str, use: str | None) -> str:
             f"This {op} was sent to a second person for approval; follow the request in the "
             "channel, or withdraw it there."
         )
+    if use == "replanned":
+        return REPLANNED
     return f"This {op} was already approved once; it does not run twice."
 
 
@@ -338,4 +340,12 @@ def cancel_too_late_sentence(use: str | None) -> str:
             "This request was already sent for approval; nothing to cancel here. Withdraw it "
             "on the request in the channel."
         )
+    if use == "replanned":
+        return REPLANNED
     return "This request was already approved; nothing to cancel."
+
+
+REPLANNED = (
+    "This preview's plan was changed since, so its buttons no longer work; use the preview "
+    "with the new plan, or type the command again."
+)

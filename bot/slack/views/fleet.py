@@ -13,13 +13,17 @@ from typing import Any
 
 from bot.ngrok.models import Action
 from bot.slack import blocks as bk
+from bot.slack.buttons import PlanOption
 from bot.slack.ids import (
     ACTION_CANCEL,
     ACTION_RUN_APPROVE,
     ACTION_RUN_ASK,
+    ACTION_RUN_BATCH,
+    ACTION_RUN_CANARY,
     ACTION_RUN_CANCEL,
     ACTION_RUN_DENY,
     ACTION_RUN_LINK,
+    ACTION_RUN_MAX_FAILURES,
     ACTION_RUN_PAUSE,
     ACTION_RUN_RESUME,
     ACTION_RUN_TP_APPROVE,
@@ -56,6 +60,35 @@ class RunPreview:
     eta_seconds: float
     update_delay: float
     newest_version: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanMenu:
+    """One of the preview's plan menus: the setting it changes, its options (label, sealed
+    value) and the index of the one the plan uses now."""
+
+    option: PlanOption
+    choices: Sequence[tuple[str, str]]
+    current: int
+
+
+_MENU_PLACEHOLDER: dict[PlanOption, str] = {
+    "canary": "Canary size",
+    "batch": "Batch size",
+    "max_failures": "When to stop",
+}
+
+
+def plan_choice_label(option: PlanOption, value: int | None) -> str:
+    """How one menu option reads: `Canary: 2 agents`, `Batches of 10`, `Stop after more
+    than 3 failures` (None: the default, the first failing batch)."""
+    if option == "canary":
+        return f"Canary: {value} agent{'' if value == 1 else 's'}"
+    if option == "batch":
+        return f"Batches of {value}"
+    if value is None:
+        return "Stop at the first failing batch"
+    return f"Stop after more than {value} failure{'' if value == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -149,10 +182,25 @@ def _summary_blocks(p: RunPreview) -> list[dict[str, Any]]:
 
 
 def render_run_preview(
-    p: RunPreview, *, approve_value: str, cancel_value: str, two_person: bool, ttl_text: str
+    p: RunPreview,
+    *,
+    approve_value: str,
+    cancel_value: str,
+    two_person: bool,
+    ttl_text: str,
+    menus: Sequence[PlanMenu] = (),
 ) -> dict[str, Any]:
-    """The private preview with Approve (or Request approval) and Cancel."""
+    """The private preview with its plan menus (canary, batch, when to stop), Approve (or
+    Request approval) and Cancel."""
     blocks = _summary_blocks(p)
+    if menus:
+        blocks.append(
+            bk.context(
+                f"Change the plan here: it re-plans these same {p.count} agents (the target "
+                "set stays frozen) and shows the new plan and ETA."
+            )
+        )
+        blocks.append(bk.actions([_plan_select(m) for m in menus], "plan_options"))
     confirm = bk.confirm_dialog(
         f"{OP_LABEL[p.action]} {p.count} agents?",
         f"A rolling {p.action} of exactly these {p.count} agents; you can pause or cancel it.",
@@ -169,6 +217,15 @@ def render_run_preview(
     blocks.append(bk.actions([first, bk.button("Cancel", ACTION_CANCEL, cancel_value)], "run"))
     blocks.append(bk.context(f"The target set is frozen; this prompt expires in {ttl_text}."))
     return bk.message(f"{OP_LABEL[p.action]} {p.count} agents? Preview of run {p.run_id}", blocks)
+
+
+def _plan_select(menu: PlanMenu) -> dict[str, Any]:
+    placeholder, current = _MENU_PLACEHOLDER[menu.option], menu.current
+    if menu.option == "canary":
+        return bk.static_select(ACTION_RUN_CANARY, placeholder, menu.choices, initial=current)
+    if menu.option == "batch":
+        return bk.static_select(ACTION_RUN_BATCH, placeholder, menu.choices, initial=current)
+    return bk.static_select(ACTION_RUN_MAX_FAILURES, placeholder, menu.choices, initial=current)
 
 
 def render_run_request(
