@@ -8,10 +8,9 @@ import re
 
 from bot.slack.buttons import PlanChoice
 from bot.state.runs import load_run
-from tests.bot_process import find_button
+from tests.bot_process import find_button, find_select
 from tests.commands.scenario import deps_of
 from tests.e2e_fixtures import (
-    ALICE,
     BOB,
     OPS,
     OTHER,
@@ -22,27 +21,12 @@ from tests.e2e_fixtures import (
 
 
 def menu(message: dict, action_id: str) -> dict:
-    """The plan menu (a static_select) with this action id."""
-    for block in message["blocks"]:
-        for element in block.get("elements") or []:
-            if element.get("action_id") == action_id:
-                return element
-    raise AssertionError(f"no {action_id} menu in {json.dumps(message)[:1500]}")
+    return find_select(message, action_id)
 
 
-def pick(stack, message: dict, action_id: str, label: str, *, user: str = ALICE,
-         channel: str = OPS, value: str | None = None) -> str:  # fmt: skip
-    """Picks the option labelled `label` in a plan menu, as Slack sends it; returns the
-    response_url key of the click."""
-    option = next(o for o in menu(message, action_id)["options"] if o["text"]["text"] == label)
-    if value is not None:
-        option = {**option, "value": value}
-    url = stack.slack.response_url()
-    action = {"action_id": action_id, "block_id": "plan_options", "type": "static_select",
-              "selected_option": option}  # fmt: skip
-    payload = stack.sender.block_actions(action, user=user, channel=channel, response_url=url)
-    assert stack.sender.interactive(payload).status_code == 200
-    return url.rsplit("/", 1)[1]
+def pick(stack, message: dict, action_id: str, label: str, **where) -> str:
+    """Picks `label` in one of the preview's plan menus; the click's response_url key."""
+    return stack.pick(find_select(message, action_id), label, **where)
 
 
 def run_of(stack, message: dict):
