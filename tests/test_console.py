@@ -182,6 +182,24 @@ def test_context_dividers_tables_and_unknown_blocks():
     assert lines[6] == "(video block not shown)"
 
 
+def test_menus_in_one_block_print_one_choice_a_line_with_the_chosen_one_marked():
+    first = {"text": {"type": "plain_text", "text": "Batches of 2"}, "value": "b2"}
+    second = {"text": {"type": "plain_text", "text": "Batches of 5"}, "value": "b5"}
+    select = {
+        "type": "static_select", "action_id": "ngrok_run_batch", "options": [first, second],
+        "placeholder": {"type": "plain_text", "text": "Batch size"}, "initial_option": second,
+    }  # fmt: skip
+    other = {**select, "action_id": "ngrok_run_canary", "initial_option": first}
+    text, actions = text_of(
+        {"text": "t", "blocks": [{"type": "actions", "elements": [select, other]}]}
+    )
+    assert text.splitlines()[1:] == [
+        "  Batch size:", "  [1.1] Batches of 2", "  [1.2] Batches of 5 (chosen)",
+        "  Batch size:", "  [2.1] Batches of 2 (chosen)", "  [2.2] Batches of 5",
+    ]  # fmt: skip
+    assert actions["1.2"]["selected_option"] == second
+
+
 def test_a_link_button_prints_its_url_and_is_no_choice():
     link = "https://console.invalid/C1/1.2"
     lines = [RunLine("abc123", "restart", "done", "", 3, "U0A", link, "done 3")]
