@@ -26,6 +26,7 @@ ACTION_HANDLERS: dict[str, Callable[..., None]] = {
     ids.ACTION_ALERT_AGENTS: listeners.handle_alert_agents,
     ids.ACTION_HOME_REFRESH: listeners.handle_home_refresh,
     ids.ACTION_UPDATE_OUTDATED: listeners.handle_update_outdated,
+    ids.ACTION_RUN_LINK: listeners.handle_link,
 }
 
 

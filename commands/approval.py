@@ -15,9 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.deps import Deps
+from bot.ngrok.client import NgrokClient
+from bot.ngrok.errors import NgrokError, NotFound
 from bot.ngrok.models import Action, TunnelSession, as_action
 from bot.policy import ApprovalMode, may_approve
 from bot.slack.invocation import Invocation
+from bot.slack.views.action_record import RecordState
 from bot.slack.views.errors import render_error
 from bot.slack.views.follow_ups import (
     render_successor,
@@ -29,6 +32,7 @@ from bot.state.requests import TwoPersonRequest
 from bot.state.runs import RUN_PREFIX
 from bot.state.successors import remember_successor
 from commands.execute import Outcome, find_successor_once, run_action
+from commands.grammar import compare_versions
 from commands.records import (
     ACTION_PREFIX,
     edit_request,
@@ -167,9 +171,10 @@ def perform(
     """Runs one approved action exactly once: its record is created under `action_id`
     before anything is sent (a job delivered twice stops here), moved to "sending" just
     before the POST and to "sent"/"failed" after it, so a process that dies in between
-    leaves a record that recovery resolves instead of repeating the POST. `record_ts` is
-    the action's public record (`two_person`: its public request), edited as it moves;
-    `parent` the update whose record a finishing restart completes (commands.records)."""
+    leaves a record that recovery resolves instead of repeating the POST; a "sent" record
+    moves to "checked" once, when reads confirmed the effect or gave up (report_successor).
+    `record_ts` is the action's public record (`two_person`: its public request), edited
+    as it moves; `parent` the update whose record a finishing restart completes."""
     key = ACTION_PREFIX + action_id
     now = deps.clock()
     record = {
@@ -247,11 +252,20 @@ def outcome_word(outcome: Outcome) -> str:
 
 
 def follow_up(deps: Deps, record: dict[str, Any], action_id: str) -> None:
-    """What a successful action promises next, as jobs that outlive this process."""
-    base = {"where": thread_of(record), "account": record["account"], "session": record["session"]}
-    if record["action"] == "restart":
+    """What a successful action promises next, as jobs that outlive this process: reads that
+    confirm a restart or stop took effect (ngrok's 204 only acknowledges it), or the
+    restart that completes an update."""
+    base = {
+        "where": thread_of(record), "account": record["account"], "session": record["session"],
+        "action": record["action"],
+    }  # fmt: skip
+    if record["action"] in ("restart", "stop"):
+        # The record a read settles: the action's own, or for the restart that finishes an
+        # update, the update's (done only once its agent runs a newer version).
+        parent = record.get("parent")
         deadline = deps.clock() + RESTART_SEARCH_SECONDS
-        deps.jobs.submit(JOB_SUCCESSOR, {**base, "deadline": deadline})
+        look = {"deadline": deadline, "record": parent or ACTION_PREFIX + action_id}
+        deps.jobs.submit(JOB_SUCCESSOR, {**base, **look, "expect_newer": bool(parent)})
     elif record["action"] == "update":
         deps.jobs.later(
             deps.settings.update_restart_delay,
@@ -262,8 +276,11 @@ def follow_up(deps: Deps, record: dict[str, Any], action_id: str) -> None:
 
 
 def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
-    """Looks once for the restarted agent; until the deadline, looks again a little later
-    (a job, not a sleeping thread), then names the new id in the thread or says it is missing."""
+    """Looks once whether the action took effect (a restarted agent back under a new id, a
+    stopped session gone); until the deadline, looks again a little later (a job, not a
+    sleeping thread). Then, once (compare-and-set on the action's store record), the record
+    is settled: done with the new id, or not confirmed; a restart's outcome also goes in
+    the thread."""
     session = TunnelSession.from_api(payload["session"])
     client = deps.ngrok_clients.get(payload["account"])
     if client is None:
@@ -271,15 +288,72 @@ def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
     # The first looks belong to the approved action and use the reserve; later ones, for an
     # agent that is slow to come back, must not drain it.
     tries = int(payload.get("tries", 0))
-    successor = find_successor_once(client, session, urgent=tries < URGENT_SUCCESSOR_LOOKS)
-    if successor is None and deps.clock() < float(payload["deadline"]):
+    urgent = tries < URGENT_SUCCESSOR_LOOKS
+    stop = payload.get("action") == "stop"
+    successor = None if stop else find_successor_once(client, session, urgent=urgent)
+    seen = session_gone(client, session, urgent=urgent) if stop else successor is not None
+    if not seen and deps.clock() < float(payload["deadline"]):
         again = JOB_SUCCESSOR if tries + 1 < URGENT_SUCCESSOR_LOOKS else JOB_SUCCESSOR_LATE
         deps.jobs.later(SUCCESSOR_POLL_SECONDS, again, {**payload, "tries": tries + 1})
         return
+    record = _conclude(deps, payload, successor, seen=seen)
+    if payload.get("record") and record is None:
+        return  # concluded by an earlier delivery of this job
     if successor is not None:
         remember_successor(deps.store, session.id, successor.id, at=deps.clock())
-    where = Invocation.from_data(payload["where"], deps.slack)
-    where.public(render_successor(session.id, successor, RESTART_SEARCH_SECONDS))
+    if not stop:
+        where = Invocation.from_data(payload["where"], deps.slack)
+        where.public(render_successor(session.id, successor, RESTART_SEARCH_SECONDS))
+    if record is not None:
+        state = back_state(session, successor, seen=seen, newer=bool(payload.get("expect_newer")))
+        started = float(record.get("started") or deps.clock())
+        settle_record(
+            deps, record, state, seconds=deps.clock() - started, successor=successor,
+            waited_seconds=RESTART_SEARCH_SECONDS,
+        )  # fmt: skip
+
+
+def session_gone(client: NgrokClient, session: TunnelSession, *, urgent: bool) -> bool:
+    """A stopped agent's session is gone: the read answers 404. False while it is still
+    online, or when ngrok cannot say (the next look asks again)."""
+    try:
+        client.get_session(session.id, urgent=urgent)
+    except NotFound:
+        return True
+    except NgrokError as error:
+        log.info("checking that %s has stopped failed: %s", session.id, error)
+    return False
+
+
+def back_state(
+    old: TunnelSession, successor: TunnelSession | None, *, seen: bool, newer: bool
+) -> RecordState:
+    """What a look found, as the record's state: an update is done only when its agent came
+    back on a newer version than it had."""
+    if not seen:
+        return "unconfirmed"
+    if not newer or successor is None:
+        return "done"
+    try:
+        upgraded = compare_versions(successor.agent_version, old.agent_version) > 0
+    except ValueError:
+        upgraded = False
+    return "done" if upgraded else "not_updated"
+
+
+def _conclude(
+    deps: Deps, payload: dict[str, Any], successor: TunnelSession | None, *, seen: bool
+) -> dict[str, Any] | None:
+    """Marks the action's store record as checked, once; None for every later caller (and
+    for a job queued before records were settled by reads, which names none)."""
+    key = payload.get("record")
+    if not key:
+        return None
+    return deps.store.transition_request(
+        str(key), expect_state="sent", new_state="checked",
+        changes={"updated": deps.clock(), "confirmed": seen,
+                 "successor": successor.id if successor else None},
+    )  # fmt: skip
 
 
 def finish_update(deps: Deps, payload: dict[str, Any]) -> None:

@@ -1,31 +1,29 @@
-"""`restart|stop|update <filters>`: a fleet run. The preview freezes the target set under a
-run id (the button signs the run id, not hundreds of targets), the approval is the same as
-for one agent (two-person if any target needs it), and the run itself is driven by durable
-jobs in commands.fleet_exec. Also the progress message's Pause / Resume / Cancel and `jobs`.
+"""`restart|stop|update <filters>`: a fleet run. The preview (commands.fleet_preview)
+freezes the target set under a run id and lets the requester change the plan; the approval
+is the same as for one agent (two-person if any target needs it), and the run itself is
+driven by durable jobs in commands.fleet_exec. Also the progress message's Pause / Resume /
+Cancel and `jobs`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
 from bot.deps import Deps
-from bot.ngrok.errors import NgrokError
-from bot.ngrok.hosts import host_of
-from bot.policy import approval_mode_for_request, may_request, may_view
+from bot.policy import approval_mode_for_request, may_view
 from bot.slack.invocation import Invocation
-from bot.slack.views.approvals import format_expiry
+from bot.slack.views.approvals import REPLANNED
 from bot.slack.views.errors import render_error
 from bot.slack.views.fleet import (
     RunLine,
-    RunPreview,
     render_run_notice,
-    render_run_preview,
     render_run_request,
     render_runs,
 )
-from bot.state.approvals import consume_approval, issue_token
+from bot.state.approvals import consume_approval, how_used, issue_token
 from bot.state.runs import (
     ACTIVE_STATES,
     FleetRun,
@@ -34,129 +32,19 @@ from bot.state.runs import (
     load_run,
     load_targets,
     move_run,
-    new_run_id,
-    save_new_run,
 )
 from commands.approval import JOB_EXPIRE_RUN, may_click, verify_click
-from commands.explain import explain
 from commands.fleet_exec import JOB_FLEET_TICK, progress_of, publish_progress, start_chain
-from commands.fleet_plan import (
-    RunPlan,
-    breakdown,
-    estimate_seconds,
-    plan_run,
-    requests_needed,
+from commands.fleet_preview import (
+    RUN_TOKEN_PREFIX,
+    change_plan,
+    frozen_plan,
+    preview_of,
 )
-from commands.grammar import CONFIRM_OVER, FleetAction
-from commands.sessions import scan_sessions
 
 log = logging.getLogger("ngrok_ops.fleet")
 
-RUN_TOKEN_PREFIX = "run:"
 JOB_RUN_CLICK = "run_click"
-
-
-def preview_of(deps: Deps, run: FleetRun, plan: RunPlan) -> RunPreview:
-    settings = deps.settings
-    batches = plan.batches
-    keys = deps.config.host_keys
-    hosts = [h for t in plan.targets if (h := host_of(t, keys))]
-    return RunPreview(
-        run_id=run.id,
-        action=run.action,
-        query_text=run.query_text,
-        count=len(plan.targets),
-        breakdown=breakdown(plan.targets),
-        sample_hosts=hosts[:8],
-        skipped=Counter(s.reason for s in plan.skipped),
-        canary=plan.canary,
-        batch=plan.batch,
-        batches=len(batches),
-        max_failures=run.max_failures,
-        requests=requests_needed(run.action, batches),
-        eta_seconds=estimate_seconds(
-            run.action,
-            batches,
-            max_requests=settings.ngrok_max_requests,
-            per_seconds=settings.ngrok_window_seconds,
-            update_delay=settings.update_restart_delay,
-        ),
-        update_delay=settings.update_restart_delay,
-        newest_version=plan.newest_version,
-    )
-
-
-def preview_run(inv: Invocation, deps: Deps, command: FleetAction) -> None:
-    """Scans, plans and freezes the run; shows the requester the preview with its buttons."""
-    action = command.action
-    decision = may_request(deps.config, deps.roles(inv.user_id), action, inv.channel_id)
-    if not decision.allowed:
-        inv.private(render_error(decision.reason))
-        return
-    bound = deps.ngrok_for(inv.channel_id)
-    if bound is None:
-        inv.private(render_error(f"No ngrok account is configured for channel {inv.channel_id}."))
-        return
-    account, client = bound
-    query = command.query
-    try:
-        matched = scan_sessions(deps, inv.channel_id, query)
-        fleet = deps.fleet.get(account.name, None, lambda: list(client.iter_sessions()))
-    except NgrokError as error:
-        inv.private(render_error(explain(error)))
-        return
-    described = query.describe().replace(f"limit={query.limit}", "").strip()
-    if not matched:
-        inv.private(
-            render_error(f"No online agent matches `{described or 'all'}`; nothing to {action}.")
-        )
-        return
-    plan = plan_run(action, matched, fleet, command.options, deps.config.host_keys)
-    if not plan.targets:
-        reasons = ", ".join(sorted({s.reason for s in plan.skipped}))
-        inv.private(render_error(f"All {len(matched)} matching agents are skipped ({reasons})."))
-        return
-    count = len(plan.targets)
-    if count > CONFIRM_OVER and command.options.confirm != count:
-        inv.private(
-            render_error(
-                f"This {action} would touch {count} agents, more than {CONFIRM_OVER}; type the "
-                f"command again with `confirm={count}` to preview it."
-            )
-        )
-        return
-    mode = approval_mode_for_request(deps.config, action, plan.targets)
-    run = FleetRun(
-        id=new_run_id(), state="planned", action=action, account=account.name,
-        requester=inv.user_id, channel=inv.channel_id, thread_ts=inv.thread_ts,
-        query_text=described, count=count,
-        skipped=[{"session_id": s.session_id, "host": s.host, "reason": s.reason}
-                 for s in plan.skipped],
-        canary=plan.canary, batch=plan.batch, max_failures=command.options.max_failures,
-        mode=mode, created=deps.clock(),
-    )  # fmt: skip
-    save_new_run(deps.store, run, list(plan.targets))
-    ttl = deps.config.approval_ttl_seconds
-    token, _ = issue_token(
-        secret=deps.settings.approval_secret, action=action, targets=[RUN_TOKEN_PREFIX + run.id],
-        requester=inv.user_id, channel=inv.channel_id, thread_ts=inv.thread_ts,
-        ttl_seconds=ttl, kind="self" if mode == "self" else "ask", now=deps.clock(),
-        epoch=deps.store.epoch(),
-    )  # fmt: skip
-    inv.private(
-        render_run_preview(
-            preview_of(deps, run, plan),
-            approve_value=token,
-            cancel_value=token,
-            two_person=mode == "two-person",
-            ttl_text=format_expiry(ttl),
-        )
-    )
-    deps.auditor.record(
-        "requested", actor=inv.user_id, action=action, session_id=run.key, run_id=run.id,
-        requester=inv.user_id, channel=inv.channel_id, mode=mode, filter=described,
-        count=count, skipped=len(plan.skipped),
-    )  # fmt: skip
 
 
 def _run_of_token(
@@ -171,11 +59,6 @@ def _run_of_token(
         inv.private(render_error("This run is no longer known; preview it again."))
         return None
     return claims, run
-
-
-def _plan_again(deps: Deps, run: FleetRun) -> RunPlan:
-    targets = tuple(load_targets(deps.store, run.id))
-    return RunPlan(run.action, targets, (), run.canary, run.batch, None)
 
 
 def approve_run(inv: Invocation, deps: Deps, token: str) -> None:
@@ -193,7 +76,7 @@ def approve_run(inv: Invocation, deps: Deps, token: str) -> None:
         )
         return
     if not consume_approval(deps.store, claims, now=deps.clock()):
-        inv.private(render_error("This run was already approved once; it does not run twice."))
+        inv.private(render_error(_used(how_used(deps.store, claims), "approved once")))
         return
     where = Invocation(
         entry="action", user_id=inv.user_id, channel_id=run.channel, thread_ts=run.thread_ts,
@@ -243,7 +126,7 @@ def ask_run_approval(inv: Invocation, deps: Deps, token: str) -> None:
         inv.private(render_error("Only the person who asked for this can send it for approval."))
         return
     if not consume_approval(deps.store, claims, now=deps.clock()):
-        inv.private(render_error("This run was already sent for approval."))
+        inv.private(render_error(_used(how_used(deps.store, claims), "sent for approval")))
         return
     moved = move_run(deps.store, run, "requested")
     if moved is None:
@@ -254,8 +137,8 @@ def ask_run_approval(inv: Invocation, deps: Deps, token: str) -> None:
         thread_ts=run.thread_ts, ttl_seconds=deps.config.approval_ttl_seconds,
         kind="two-person", now=deps.clock(), epoch=deps.store.epoch(), request_id=run.key,
     )  # fmt: skip
-    plan = _plan_again(deps, run)
-    preview = preview_of(deps, run, plan)
+    # The approver sees the plan as recorded when the state moved: the requester's last.
+    preview = preview_of(deps, moved, frozen_plan(deps, moved))
     approvers = " ".join(
         f"<@{m}>" if m.startswith(("U", "W")) else f"<!subteam^{m}>"
         for m in sorted(deps.config.roles.get("approver", frozenset()))
@@ -358,7 +241,7 @@ def control_run(inv: Invocation, deps: Deps, run_id: str, kind: str) -> None:
 
 
 def show_runs(inv: Invocation, deps: Deps) -> None:
-    """`jobs`: running runs first, then recent ones."""
+    """`jobs`: running runs first, then recent ones, each with a button to its progress."""
     decision = may_view(deps.config, deps.roles(inv.user_id), inv.channel_id)
     if not decision.allowed:
         inv.private(render_error(decision.reason))
@@ -380,12 +263,28 @@ def show_runs(inv: Invocation, deps: Deps) -> None:
                 run.query_text,
                 run.count,
                 run.requester,
-                run.channel,
-                run.progress_ts,
+                progress_link(deps, run),
                 counts,
             )
         )
     inv.answer(render_runs(lines))
+
+
+def progress_link(deps: Deps, run: FleetRun) -> str | None:
+    """The permalink of the run's progress message, from chat.getPermalink once and then
+    from the run record; None when the run has no message (yet) or Slack gave no link."""
+    if run.progress_url or not run.progress_ts:
+        return run.progress_url or None
+    try:
+        answer = deps.slack.chat_getPermalink(channel=run.channel, message_ts=run.progress_ts)
+    except SlackApiError as error:
+        log.warning("no permalink for run %s: %s", run.id, error.response.get("error"))
+        return None
+    link = answer.get("permalink")
+    if not isinstance(link, str) or not link.startswith("https://"):
+        return None
+    move_run(deps.store, run, run.state, progress_url=link)  # lost to a race: asked again
+    return link
 
 
 def expire_run(deps: Deps, payload: dict[str, Any]) -> None:
@@ -404,6 +303,15 @@ def expire_run(deps: Deps, payload: dict[str, Any]) -> None:
     publish_progress(deps, expired, {}, force=True)
 
 
+def _used(use: str | None, already: str) -> str:
+    """Why a preview's Approve or Request approval does nothing: its token was used."""
+    if use == "replanned":
+        return REPLANNED
+    if use == "cancelled":
+        return "This run was cancelled, so it will not run; type the command again."
+    return f"This run was already {already}; it does not run twice."
+
+
 def run_click(deps: Deps, payload: dict[str, Any]) -> None:
     """Every run button, in the consumer."""
     inv = Invocation.from_data(payload["inv"], deps.slack)
@@ -416,6 +324,8 @@ def run_click(deps: Deps, payload: dict[str, Any]) -> None:
         decide_run(inv, deps, value, approve=kind == "tp_approve")
     elif kind in ("pause", "resume", "cancel"):
         control_run(inv, deps, value[:40], kind)
+    elif kind == "plan":
+        change_plan(inv, deps, value)
 
 
-__all__ = ["JOB_FLEET_TICK", "preview_run", "run_click", "show_runs"]
+__all__ = ["JOB_FLEET_TICK", "run_click", "show_runs"]

@@ -57,15 +57,15 @@ _HELP = {
     "`show`, `get`, `details`. Example: `session edge-12`",
     "restart": "Ask to restart an agent (by id or host name) or, with the filters of `sessions` "
     "(or `all`), every matching agent as a rolling run: canary first, then batches, with a "
-    "preview, one approval and progress you can pause (`canary=`, `batch=`, `max_failures=`). "
-    "Example: `restart region=eu os=linux canary=2 batch=20`",
+    "preview, one approval and progress you can pause (`canary=`, `batch=`, `max_failures=`, "
+    "or the preview's menus). Example: `restart region=eu os=linux canary=2 batch=20`",
     "stop": "Ask to stop an agent, or every agent matching filters (a rolling run). "
     f"Example: `stop {EXAMPLE_ID}`",
     "update": "Ask to update an agent, or every matching agent older than the newest version "
     "seen (a rolling run); the bot restarts each after the update and checks its version. "
     "Example: `update os=linux version<3.20 region=eu`",
-    "jobs": "List fleet runs: running ones first, then recent ones, with their progress. "
-    "Example: `jobs`",
+    "jobs": "List fleet runs: running ones first, then recent ones, with their counts and a "
+    "*Progress* button that opens each run's progress message. Example: `jobs`",
     "audit": f"Show recent actions, newest first (n up to {MAX_AUDIT}, default {DEFAULT_AUDIT}), "
     "one sentence each; `csv` uploads them as a CSV file instead. Example: `audit 20 @alice`",
 }
@@ -409,9 +409,9 @@ def _parse_action(verb: str, action: Action, args: list[str]) -> RequestAction |
         match = None if isinstance(token, _Quoted) else _FILTER_TOKEN.fullmatch(token)
         if match and match.group(1).lower() in RUN_OPTIONS:
             key, op, value = match.group(1).lower(), match.group(2), match.group(3).strip()
-            if op != "=" or not value.isdigit() or not 0 <= int(value) <= MAX_RUN_OPTION:
+            if op != "=":
                 raise ParseError(f"{_q(token)} needs a whole number, e.g. `{key}=2`.", usage)
-            options[key] = int(value)
+            options[key] = parse_run_option(key, value, usage, token=token)
         elif token.lower() == "all" and not isinstance(token, _Quoted):
             everything = True
         elif match and match.group(1).lower() == "limit":
@@ -442,8 +442,6 @@ def _parse_action(verb: str, action: Action, args: list[str]) -> RequestAction |
             f"`region=eu os=linux`, or `all`.",
             usage,
         )
-    if options.get("canary") == 0 or options.get("batch") == 0:
-        raise ParseError("`canary=` and `batch=` must be at least 1.", usage)
     return FleetAction(
         action,
         _parse_query(rest),
@@ -454,6 +452,20 @@ def _parse_action(verb: str, action: Action, args: list[str]) -> RequestAction |
             confirm=options.get("confirm"),
         ),
     )
+
+
+def parse_run_option(key: str, value: str, usage: str = "", *, token: str = "") -> int:
+    """One fleet-run option's value, typed (`batch=10`) or picked in a preview's menu: the
+    same rule for both, a whole number from 0 to MAX_RUN_OPTION, and canary and batch at
+    least 1. ParseError says what was wrong in one sentence."""
+    if key not in RUN_OPTIONS:
+        raise ParseError(f"I don't know the option {_q(key + '=')}.", usage)
+    if not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= MAX_RUN_OPTION:
+        shown = _q(token or f"{key}={value}")
+        raise ParseError(f"{shown} needs a whole number, e.g. `{key}=2`.", usage)
+    if key in ("canary", "batch") and int(value) == 0:
+        raise ParseError("`canary=` and `batch=` must be at least 1.", usage)
+    return int(value)
 
 
 def _bad_id_sentence(token: str) -> str:

@@ -232,6 +232,12 @@ def handle_update_outdated(
     _enqueue_click("update_outdated", ack, body, action, respond, client, deps)
 
 
+def handle_link(ack: Ack, *, deps: Deps) -> None:
+    """A link button (`jobs`' Progress): Slack opened the URL itself and sends the click
+    anyway; an ack and nothing else, so the clicker sees no error and no reply."""
+    ack()
+
+
 # --- the App Home --------------------------------------------------------------------------------
 
 
@@ -285,6 +291,9 @@ RUN_BUTTON_KIND = {
     ids.ACTION_RUN_PAUSE: "pause",
     ids.ACTION_RUN_RESUME: "resume",
     ids.ACTION_RUN_CANCEL: "cancel",
+    ids.ACTION_RUN_CANARY: "plan",
+    ids.ACTION_RUN_BATCH: "plan",
+    ids.ACTION_RUN_MAX_FAILURES: "plan",
 }
 
 

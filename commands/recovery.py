@@ -8,7 +8,8 @@ died. "approved" means nothing was sent, so the approval is honoured now (the sa
 compare-and-set that guards every POST keeps it to one). "sending" means the POST may or
 may not have reached ngrok, so the session is read instead: gone, or replaced by a
 successor, means it ran; still there means it most likely did not. Either way the thread and
-the requester are told what is known, and a two-person request is finished.
+the requester are told what is known, and the action's record moves on: failed, or waiting
+for the same reads as any action (commands.approval.follow_up) before it says done.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from bot.slack.views.errors import render_error
 from bot.slack.views.progress import render_working, working_text_for
 from commands.audit import show_audit
 from commands.details import show_session
-from commands.fleet import preview_run, show_runs
+from commands.fleet import show_runs
+from commands.fleet_preview import preview_run
 from commands.grammar import (
     Command,
     FleetAction,

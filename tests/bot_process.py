@@ -266,6 +266,20 @@ class SlackSender:
             payload["message"] = message
         return payload
 
+    def pick(
+        self, select: dict, label: str, *, value: str | None = None, **where: object
+    ) -> httpx.Response:
+        """Picks the option labelled `label` in a select menu taken from a message the bot
+        sent (`value` replaces the option's value, to send what Slack never would)."""
+        option = next(o for o in select["options"] if o["text"]["text"] == label)
+        action = {
+            "action_id": select["action_id"],
+            "block_id": select.get("block_id", "b"),
+            "type": "static_select",
+            "selected_option": option if value is None else {**option, "value": value},
+        }
+        return self.interactive(self.block_actions(action, **where))  # type: ignore[arg-type]
+
     def click(self, button: dict, **where: object) -> httpx.Response:
         """Clicks a button taken from a message the bot sent (`where`: see block_actions)."""
         action = {
@@ -318,3 +332,12 @@ def find_button(message: dict, action_id: str, *, text: str | None = None) -> di
         ):
             return candidate
     raise AssertionError(f"no {action_id} button {text or ''} in {json.dumps(message)[:2000]}")
+
+
+def find_select(message: dict, action_id: str) -> dict:
+    """The select menu with this action id in a message body."""
+    for block in message.get("blocks") or []:
+        for element in block.get("elements") or []:
+            if element.get("action_id") == action_id and element.get("type") == "static_select":
+                return {**element, "block_id": block.get("block_id", "b")}
+    raise AssertionError(f"no {action_id} menu in {json.dumps(message)[:2000]}")

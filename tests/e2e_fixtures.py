@@ -112,6 +112,19 @@ class Stack:
         assert response.status_code == 200, response.text
         return url.rsplit("/", 1)[1]
 
+    def pick(
+        self, select: dict, label: str, *, user: str = ALICE, channel: str = OPS,
+        value: str | None = None,
+    ) -> str:  # fmt: skip
+        """Picks `label` in a select menu (see SlackSender.pick); returns the response_url
+        key of the click."""
+        url = self.slack.response_url()
+        response = self.sender.pick(
+            select, label, value=value, user=user, channel=channel, response_url=url
+        )
+        assert response.status_code == 200, response.text
+        return url.rsplit("/", 1)[1]
+
     def posted(
         self, method: str, count: int = 1, timeout: float = 15.0, **kw: object
     ) -> list[SlackCall]:

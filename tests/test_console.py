@@ -39,6 +39,7 @@ from bot.slack.views.approvals import (
 from bot.slack.views.audit import render_audit
 from bot.slack.views.details import render_session_detail
 from bot.slack.views.errors import render_error
+from bot.slack.views.fleet import RunLine, render_runs
 from bot.slack.views.help import render_help
 from bot.slack.views.sessions import SessionListPage, render_session_list
 from bot.state.requests import TwoPersonRequest
@@ -179,6 +180,31 @@ def test_context_dividers_tables_and_unknown_blocks():
     assert lines[1] == "-" * 40 and lines[2] == "  a · b"
     assert lines[3:6] == ["  id    region", "  ----  ------", "  ts_1  eu"]
     assert lines[6] == "(video block not shown)"
+
+
+def test_menus_in_one_block_print_one_choice_a_line_with_the_chosen_one_marked():
+    first = {"text": {"type": "plain_text", "text": "Batches of 2"}, "value": "b2"}
+    second = {"text": {"type": "plain_text", "text": "Batches of 5"}, "value": "b5"}
+    select = {
+        "type": "static_select", "action_id": "ngrok_run_batch", "options": [first, second],
+        "placeholder": {"type": "plain_text", "text": "Batch size"}, "initial_option": second,
+    }  # fmt: skip
+    other = {**select, "action_id": "ngrok_run_canary", "initial_option": first}
+    text, actions = text_of(
+        {"text": "t", "blocks": [{"type": "actions", "elements": [select, other]}]}
+    )
+    assert text.splitlines()[1:] == [
+        "  Batch size:", "  [1.1] Batches of 2", "  [1.2] Batches of 5 (chosen)",
+        "  Batch size:", "  [2.1] Batches of 2 (chosen)", "  [2.2] Batches of 5",
+    ]  # fmt: skip
+    assert actions["1.2"]["selected_option"] == second
+
+
+def test_a_link_button_prints_its_url_and_is_no_choice():
+    link = "https://console.invalid/C1/1.2"
+    lines = [RunLine("abc123", "restart", "done", "", 3, "U0A", link, "done 3")]
+    text, actions = text_of(render_runs(lines))
+    assert f"Progress: {link}" in text and actions == {}
 
 
 def test_a_message_without_blocks_prints_its_text():

@@ -33,7 +33,7 @@ def test_an_updates_restart_survives_a_deploy_and_runs_once(stack_factory):
     assert [p.path.rsplit("/", 1)[1] for p in stack.action_posts(sid)] == ["update", "restart"]
     (told,) = posted_text(stack, "to finish its update")
     assert told["channel"] == OPS and sid in texts_of(told)
-    # In the thread of the update's one record, which is done only now.
+    # In the thread of the update's one record, which is done only once the agent is back.
     (record,) = [
         c for c in stack.slack.calls_to("chat.postMessage")
         if c.body.get("text") == f"Update of {sid}: running"
@@ -41,7 +41,7 @@ def test_an_updates_restart_survives_a_deploy_and_runs_once(stack_factory):
     assert told["thread_ts"] == record.response["ts"]
     wait_until(
         lambda: any(
-            c.body.get("text") == f"Update of {sid}: done"
+            c.body.get("text", "").startswith(f"Update of {sid}: done, back as ts_")
             for c in stack.slack.calls_to("chat.update")
         ),
         what="the record moved to done",

@@ -11,8 +11,8 @@ from collections import Counter
 
 import psutil
 
-from tests.bot_process import find_button
-from tests.e2e_fixtures import BOB, MALLORY, TWO_PERSON_CONFIG, texts_of, wait_until
+from tests.bot_process import find_button, find_select
+from tests.e2e_fixtures import ALICE, BOB, MALLORY, OPS, TWO_PERSON_CONFIG, texts_of, wait_until
 
 FAST = {"UPDATE_RESTART_DELAY": "0.3"}
 
@@ -44,7 +44,14 @@ def test_a_filter_run_with_canary_and_batches(stack_factory):
     preview = stack.ask("restart os=linux canary=1 batch=4")
     text = texts_of(preview)
     assert f"Restart {len(targets)} agents" in text and "canary of 1" in text and "ETA" in text
-    stack.click(find_button(preview, "ngrok_run_approve"))
+    # The batch typed as 4 becomes 5 in the preview's menu: re-planned and replaced in place.
+    changed = stack.reply(stack.pick(find_select(preview, "ngrok_run_batch"), "Batches of 5"))
+    assert changed["replace_original"] is True
+    assert f"Restart {len(targets)} agents" in changed["text"]
+    assert "batch(es) of up to 5" in texts_of(changed)
+    stale = stack.reply(stack.click(find_button(preview, "ngrok_run_approve")))
+    assert "plan was changed since" in texts_of(stale)
+    stack.click(find_button(changed, "ngrok_run_approve"))
     done = final_progress(stack)
     assert f"*Done* {len(targets)}" in texts_of(done) and "*Failed* 0" in texts_of(done)
     posts = [r.path for r in stack.action_posts()]
@@ -53,10 +60,16 @@ def test_a_filter_run_with_canary_and_batches(stack_factory):
     thread = [c for c in stack.slack.calls_to("chat.postMessage") if "Run `" in json.dumps(c.body)]
     assert any("canary" in json.dumps(c.body) for c in thread)
     assert all(c.body.get("thread_ts") for c in thread)
+    assert len(thread) == 1 + -(-(len(targets) - 1) // 5)  # the canary, then batches of 5
     audit = [r for r in stack.bot.audit_records() if r.get("event") == "run"]
     assert audit and audit[0]["done"] == len(targets)
-    jobs = texts_of(stack.ask("jobs"))
-    assert "Done" in jobs and "restart of" in jobs
+    jobs = stack.ask("jobs")
+    assert "Done" in texts_of(jobs) and "restart of" in texts_of(jobs)
+    link = find_button(jobs, "ngrok_run_link")
+    assert "/archives/" in link["url"]
+    url = stack.slack.response_url()
+    opened = stack.sender.click(link, user=ALICE, channel=OPS, response_url=url)
+    assert (opened.status_code, opened.text) == (200, "")  # acked, nothing else
     assert "run of" in texts_of(stack.ask("audit"))
 
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.ngrok.models import TunnelSession
+from bot.slack import blocks as bk
 from bot.slack.views.fleet import (
     AgentOutcome,
     Failure,
+    RunLine,
     RunProgress,
     render_batch_outcomes,
     render_run_preview,
     render_run_progress,
+    render_runs,
 )
 from commands.fleet_plan import (
     estimate_seconds,
@@ -106,3 +110,70 @@ def test_preview_and_progress_render_valid_escaped_messages():
     assert "ngrok_run_pause" not in done
     outcomes = [AgentOutcome(f"edge-{i}", f"ts_{i}", "done", "back as ts_x") for i in range(60)]
     assert "and 20 more" in valid(render_batch_outcomes("abc123", "batch 1", outcomes))
+
+
+def test_jobs_lines_carry_a_link_button_only_where_slack_gave_a_permalink():
+    link = "https://acme.slack.com/archives/C0OPS/p1700000000000100"
+    lines = [
+        RunLine("abc123", "restart", "running", "os=<!channel>", 30, "U0ALICE", link, "done 1"),
+        RunLine("def456", "stop", "done", "", 3, "U0BOB", None, "done 3"),
+    ]
+    message = render_runs(lines)
+    text = valid(message)
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    first, second = message["blocks"][1:]
+    assert first["accessory"] == {
+        "type": "button", "action_id": "ngrok_run_link", "value": "abc123", "url": link,
+        "text": {"type": "plain_text", "text": "Progress", "emoji": True},
+    }  # fmt: skip
+    assert "accessory" not in second
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://acme.slack.com/x",
+        "javascript:alert(1)",
+        "https://a.b/<!here>",
+        "https://" + "a" * 3000,
+    ],
+)
+def test_a_link_button_takes_only_a_plain_https_url(url):
+    with pytest.raises(ValueError):
+        bk.button("Progress", "ngrok_run_link", "v", url=url)
+
+
+def test_the_preview_shows_plan_menus_with_the_current_choice_and_validates():
+    from bot.slack.views.fleet import PlanMenu, RunPreview, plan_choice_label
+
+    preview = RunPreview(
+        run_id="abc123", action="update", query_text="os=linux", count=40,
+        breakdown={"OS": {"linux": 40}}, sample_hosts=[], skipped={}, canary=2, batch=10,
+        batches=5, max_failures=None, requests=90, eta_seconds=100, update_delay=15,
+    )  # fmt: skip
+    menus = [
+        PlanMenu("canary", [(plan_choice_label("canary", n), f"c{n}") for n in (1, 2)], 1),
+        PlanMenu("batch", [(plan_choice_label("batch", n), f"b{n}") for n in (5, 10)], 1),
+        PlanMenu("max_failures", [(plan_choice_label("max_failures", n), f"m{n}")
+                                  for n in (None, 1, 3)], 0),
+    ]  # fmt: skip
+    message = render_run_preview(preview, approve_value="t", cancel_value="t",
+                                 two_person=False, ttl_text="4 minutes", menus=menus)  # fmt: skip
+    valid(message)
+    (block,) = [b for b in message["blocks"] if b.get("block_id") == "plan_options"]
+    selects = block["elements"]
+    assert [s["action_id"] for s in selects] == [
+        "ngrok_run_canary", "ngrok_run_batch", "ngrok_run_max_failures",
+    ]  # fmt: skip
+    chosen = [s["initial_option"] for s in selects]
+    assert [c["text"]["text"] for c in chosen] == [
+        "Canary: 2 agents", "Batches of 10", "Stop at the first failing batch",
+    ]  # fmt: skip
+    assert all(c in s["options"] for c, s in zip(chosen, selects, strict=True))
+    assert plan_choice_label("max_failures", 1) == "Stop after more than 1 failure"
+    index = message["blocks"].index(block)
+    assert message["blocks"][index + 1]["block_id"] == "run"  # the menus sit above Approve
+    assert "plan_options" not in json.dumps(
+        render_run_preview(preview, approve_value="t", cancel_value="t", two_person=True,
+                           ttl_text="4 minutes")
+    )  # fmt: skip

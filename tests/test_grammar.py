@@ -9,10 +9,12 @@ from bot.ngrok.models import TunnelSession
 from commands.grammar import (
     USAGE,
     VERBS,
+    FleetAction,
     Help,
     ListSessions,
     ParseError,
     RequestAction,
+    RunOptions,
     SessionQuery,
     ShowAudit,
     ShowSession,
@@ -20,6 +22,7 @@ from commands.grammar import (
     compare_versions,
     help_lines,
     parse_command,
+    parse_run_option,
     strip_mention,
 )
 
@@ -410,3 +413,19 @@ def test_describe_round_trips_terms_with_quotes_and_backslashes(term):
     )
     again = parse_command("sessions " + query.describe()).query
     assert again.words == query.words and again.meta_contains == query.meta_contains
+
+
+def test_run_options_typed_or_picked_follow_one_rule():
+    command = parse_command("restart os=linux canary=2 batch=10 max_failures=0")
+    assert isinstance(command, FleetAction)
+    assert command.options == RunOptions(canary=2, batch=10, max_failures=0)
+    assert parse_run_option("batch", "10") == 10 and parse_run_option("max_failures", "0") == 0
+    for typed in ("batch=0", "canary=0"):
+        assert error(f"restart all {typed}").message == "`canary=` and `batch=` must be at least 1."
+    for bad in ("batch=²", "batch=-1", "batch=1.5", "max_failures=100001", "canary=x"):
+        assert "needs a whole number" in error(f"restart all {bad}").message, bad
+    with pytest.raises(ParseError) as info:
+        parse_run_option("batch", "²")  # a digit to str.isdigit, not to int()
+    assert info.value.message == "`batch=²` needs a whole number, e.g. `batch=2`."
+    with pytest.raises(ParseError):
+        parse_run_option("limit", "5")

@@ -8,7 +8,7 @@ import pytest
 
 from bot.slack import blocks as bk
 from bot.slack.blocks import ButtonContext, ButtonValue, decode_button_value, read_session_click
-from bot.slack.buttons import OTHER_CHANNEL, ButtonRefused, click_origin, seal
+from bot.slack.buttons import OTHER_CHANNEL, ButtonRefused, PlanChoice, click_origin, seal
 
 KEY = b"security-test-button-key-0123456789"
 SID = "ts_" + "A" * 27
@@ -75,3 +75,21 @@ def test_a_sealed_value_is_good_only_in_its_own_channel():
 def test_sealing_never_accepts_an_empty_key():
     with pytest.raises(ValueError):
         seal("{}", b"")
+
+
+def test_plan_choices_are_sealed_apart_from_session_buttons_and_fit_a_menu_option():
+    choice = PlanChoice("a1b2c3d4e5f6", "max_failures", "100000", "C" + "Z" * 39)
+    raw = choice.seal(KEY)
+    assert len(raw) <= bk.MAX_OPTION_VALUE and PlanChoice.unseal(raw, KEY) == choice
+    with pytest.raises(ButtonRefused):  # altered after sealing
+        PlanChoice.unseal(raw.replace('"v":"100000"', '"v":"0"'), KEY)
+    with pytest.raises(ButtonRefused):  # another installation's key
+        PlanChoice.unseal(raw, b"another-installation-key-0123456789")
+    session = bk.button_value_for("details", SID, CTX)
+    with pytest.raises(ButtonRefused):  # a session button's seal is not a plan choice's
+        PlanChoice.unseal(session, KEY)
+    with pytest.raises(ButtonRefused):  # and the other way round
+        decode_button_value(raw, key=KEY)
+    body = json.dumps({"r": "a1b2c3d4e5f6", "o": "limit", "v": "1", "ch": "C1"})
+    with pytest.raises(ValueError, match="unknown option"):
+        PlanChoice.unseal(seal(body, KEY, label=b"ngrok-ops plan choice v1\n"), KEY)

@@ -96,6 +96,9 @@ def test_post_ephemeral_update_and_permalink(slack_api):
         assert err.response["error"] == "message_not_found"
     link = client.chat_getPermalink(channel="C1", message_ts=posted["ts"])["permalink"]
     assert link.endswith(f"/archives/C1/p{posted['ts'].replace('.', '')}")
+    for channel, ts in (("C2", posted["ts"]), ("C1", "1.1")):
+        err = api_error(lambda c=channel, t=ts: client.chat_getPermalink(channel=c, message_ts=t))
+        assert err.response["error"] == "message_not_found"
 
 
 def test_lookups_and_usergroups(slack_api_factory):

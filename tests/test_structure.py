@@ -307,7 +307,7 @@ def test_buttons_take_their_action_id_from_bot_ids(path):
         if not isinstance(node, ast.Call):
             continue
         name = getattr(node.func, "attr", getattr(node.func, "id", None))
-        position = {"button": 1, "overflow": 0}.get(name)
+        position = {"button": 1, "overflow": 0, "static_select": 0}.get(name)
         if position is None:
             continue
         keyword = {k.arg: k.value for k in node.keywords}.get("action_id")

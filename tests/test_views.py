@@ -652,13 +652,34 @@ def test_action_record_reads_as_it_moves():
         f":hourglass_flowing_sand: *Update* of {sid}: updated in 0.4 s; restarting in 15 s so "
         "the new version runs…"
     )
-    assert line("update", "done") == (
-        f":white_check_mark: *Update* of {sid} done. Updated and restarted; the agent comes back "
-        "on the new version with a new session id, which follows in the thread."
+    assert line("restart", "waiting", elapsed_seconds=0.4) == (
+        f":hourglass_flowing_sand: *Restart* of {sid}: ngrok accepted it in 0.4 s; waiting for "
+        "the agent to come back under a new session id…"
     )
-    assert line("restart", "done", elapsed_seconds=0.4) == (
-        f":white_check_mark: *Restart* of {sid} done in 0.4 s. The agent comes back with a new "
-        "session id; it follows in the thread."
+    back = make(9, agent_version="3.26.1", metadata=HOSTILE)
+    assert line("update", "done", elapsed_seconds=21, successor=back) == (
+        f":white_check_mark: *Update* of {sid} done in 21 s: back as "
+        "`ts_334AeguNPwngGnMIrd3SZ0000009` on 3.26.1 (was 3.1000.0-development)."
+    )
+    assert line("restart", "done", elapsed_seconds=2.5, successor=make(9)) == (
+        f":white_check_mark: *Restart* of {sid} done in 2.5 s: back as "
+        "`ts_334AeguNPwngGnMIrd3SZ0000009` on 3.1000.0-development."
+    )
+    assert line("restart", "unconfirmed", waited_seconds=60) == (
+        f":warning: *Restart* of {sid}: ngrok accepted the restart, but the agent has not come "
+        "back within 60 s; check the agent's host."
+    )
+    assert line("stop", "unconfirmed", waited_seconds=60) == (
+        f":warning: *Stop* of {sid}: ngrok accepted the stop, but the session was still online "
+        "60 s later; check the agent's host."
+    )
+    assert line("update", "not_updated", successor=make(9)) == (
+        f":warning: *Update* of {sid}: back as `ts_334AeguNPwngGnMIrd3SZ0000009` but still on "
+        "3.1000.0-development; the update did not take."
+    )
+    assert line("stop", "done") == (
+        f":white_check_mark: *Stop* of {sid} done: the session has ended; the agent does not "
+        "come back on its own."
     )
     assert line("stop", "failed", elapsed_seconds=12.3, detail="ERR_NGROK_805 <b>") == (
         f":x: *Stop* of {sid} failed in 12 s: ERR_NGROK_805 &lt;b&gt;"
@@ -682,8 +703,12 @@ def two_person(action, session, requester):
 
 
 @pytest.mark.parametrize(
-    "state", ["requested", "running", "restarting", "done", "failed", "denied", "expired"]
-)
+    "state",
+    [
+        "requested", "running", "restarting", "waiting", "done", "failed", "unconfirmed",
+        "not_updated", "denied", "expired",
+    ],
+)  # fmt: skip
 def test_two_person_request_states(state):
     message = render_two_person_request(
         two_person("stop", make(0, metadata=HOSTILE), REQUESTER),
@@ -694,6 +719,8 @@ def test_two_person_request_states(state):
         detail="boom",
         elapsed_seconds=1.5,
         restart_in=15,
+        successor=make(9, metadata=HOSTILE),
+        waited_seconds=60,
     )
     blocks = assert_valid(message, mentions=[REQUESTER, APPROVER])
     text = all_text(message)
@@ -710,8 +737,11 @@ def test_two_person_request_states(state):
     expected = {
         "running": f"Approved by <@{APPROVER}>; running",
         "restarting": "updated in 1.5 s, restarting in 15 s so the new version runs",
-        "done": "done in 1.5 s",
+        "waiting": "ngrok accepted it in 1.5 s; checking that the session has ended",
+        "done": "done in 1.5 s: the session has ended",
         "failed": "failed in 1.5 s: boom",
+        "unconfirmed": "the session was still online 60 s later",
+        "not_updated": "back as `ts_334AeguNPwngGnMIrd3SZ0000009` but still on",
         "denied": f"Denied by <@{APPROVER}>",
         "expired": "Expired",
         "requested": "second person must approve",

@@ -123,6 +123,8 @@ class _Numbering:
 
     def element(self, element: Mapping[str, Any], block_id: str) -> str:
         kind = element.get("type")
+        if kind == "button" and element.get("url"):  # a link: nothing for the bot to do
+            return f"{_text(element.get('text'))}: {clean(str(element['url']))}"
         number = str(self.next)
         self.next += 1
         if kind == "button":
@@ -139,9 +141,10 @@ class _Numbering:
             return f"[{number}] {label}"
         if kind in ("overflow", "static_select"):
             parts = []
+            chosen = element.get("initial_option")
             for index, option in enumerate(element.get("options", ()), start=1):
                 sub = f"{number}.{index}"
-                label = _text(option.get("text"))
+                label = _text(option.get("text")) + (" (chosen)" if option == chosen else "")
                 action = {
                     "type": kind,
                     "action_id": element.get("action_id", ""),
@@ -177,7 +180,11 @@ def _block(block: Mapping[str, Any], numbering: _Numbering, index: int) -> list[
     if kind == "divider":
         return ["-" * 40]
     if kind == "actions":
-        return ["  " + "   ".join(numbering.element(e, block_id) for e in block["elements"])]
+        menus = any(e.get("type") == "static_select" for e in block["elements"])
+        joint = "\n  " if menus else "   "  # a menu lists one choice a line: one menu a block
+        return ("  " + joint.join(numbering.element(e, block_id) for e in block["elements"])).split(
+            "\n"
+        )
     if kind == "table":
         return _table(block)
     if kind == "rich_text":

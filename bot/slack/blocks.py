@@ -27,8 +27,11 @@ MAX_FIELDS = 10
 MAX_HEADER_TEXT = 150
 MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
+MAX_BUTTON_URL = 3000
 MAX_OPTION_TEXT = 75
 MAX_OPTION_VALUE = 150
+MAX_SELECT_OPTIONS = 100
+MAX_PLACEHOLDER_TEXT = 150
 MAX_CONTEXT_ELEMENTS = 10
 MAX_BLOCK_ID = 255
 MAX_CONFIRM_TITLE = 100
@@ -254,7 +257,9 @@ def button(
     *,
     style: Literal["primary", "danger"] | None = None,
     confirm: dict[str, Any] | None = None,
+    url: str | None = None,
 ) -> dict[str, Any]:
+    """A button; with `url` Slack opens that page, and still sends the app the click."""
     if len(value) > MAX_BUTTON_VALUE:
         raise ValueError("button value over 2000 characters")
     element: dict[str, Any] = {
@@ -263,6 +268,14 @@ def button(
         "text": plain(label, MAX_BUTTON_TEXT),
         "value": value,
     }
+    if url is not None:
+        if (
+            not url.startswith("https://")
+            or len(url) > MAX_BUTTON_URL
+            or any(c in url for c in ' <>|"')
+        ):
+            raise ValueError("a button url must be an https URL of at most 3000 characters")
+        element["url"] = url
     if style:
         element["style"] = style
     if confirm:
@@ -281,6 +294,34 @@ def overflow(action_id: str, options: Sequence[tuple[str, str]]) -> dict[str, An
             raise ValueError("overflow option value over 150 characters")
         rendered.append({"text": plain(label, MAX_OPTION_TEXT), "value": value})
     return {"type": "overflow", "action_id": action_id, "options": rendered}
+
+
+def static_select(
+    action_id: str,
+    placeholder: str,
+    options: Sequence[tuple[str, str]],
+    *,
+    initial: int | None = None,
+) -> dict[str, Any]:
+    """A select menu of (label, value) options; `initial` is the index of the option shown
+    as chosen (Slack wants it to equal one of the options). The click arrives with
+    `selected_option.value` (read it with `value_of_action`)."""
+    if not 1 <= len(options) <= MAX_SELECT_OPTIONS:
+        raise ValueError("a select menu holds 1 to 100 options")
+    rendered = []
+    for label, value in options:
+        if not 1 <= len(value) <= MAX_OPTION_VALUE:
+            raise ValueError("select option value must be 1 to 150 characters")
+        rendered.append({"text": plain(label, MAX_OPTION_TEXT), "value": value})
+    element: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": action_id,
+        "placeholder": plain(placeholder, MAX_PLACEHOLDER_TEXT),
+        "options": rendered,
+    }
+    if initial is not None:
+        element["initial_option"] = rendered[initial]
+    return element
 
 
 def message(fallback: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:

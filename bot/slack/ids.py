@@ -51,6 +51,13 @@ ACTION_RUN_DENY = "ngrok_run_deny"
 ACTION_RUN_PAUSE = "ngrok_run_pause"
 ACTION_RUN_RESUME = "ngrok_run_resume"
 ACTION_RUN_CANCEL = "ngrok_run_cancel"
+# The preview's plan menus (static_select): canary size, batch size, failures tolerated.
+ACTION_RUN_CANARY = "ngrok_run_canary"
+ACTION_RUN_BATCH = "ngrok_run_batch"
+ACTION_RUN_MAX_FAILURES = "ngrok_run_max_failures"
+# `jobs`: a link button to a run's progress message. Slack opens the URL and still sends
+# the app a block_actions payload, which is acked and ignored.
+ACTION_RUN_LINK = "ngrok_run_link"
 RUN_ACTIONS = (
     ACTION_RUN_APPROVE,
     ACTION_RUN_ASK,
@@ -59,6 +66,9 @@ RUN_ACTIONS = (
     ACTION_RUN_PAUSE,
     ACTION_RUN_RESUME,
     ACTION_RUN_CANCEL,
+    ACTION_RUN_CANARY,
+    ACTION_RUN_BATCH,
+    ACTION_RUN_MAX_FAILURES,
 )
 
 ALL_ACTIONS = (
@@ -75,5 +85,6 @@ ALL_ACTIONS = (
     ACTION_ALERT_AGENTS,
     ACTION_HOME_REFRESH,
     ACTION_UPDATE_OUTDATED,
+    ACTION_RUN_LINK,
     *RUN_ACTIONS,
 )

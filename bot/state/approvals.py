@@ -174,8 +174,10 @@ def verify_current_token(
     return claims
 
 
-Use = Literal["approved", "cancelled", "sent"]
-USES: tuple[Use, ...] = ("approved", "cancelled", "sent")
+# "replanned": a fleet run preview's token, voided when its plan was changed (a new token
+# with the new plan replaced it).
+Use = Literal["approved", "cancelled", "sent", "replanned"]
+USES: tuple[Use, ...] = ("approved", "cancelled", "sent", "replanned")
 
 
 def consume_approval(

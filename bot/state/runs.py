@@ -2,9 +2,10 @@
 `runtargets:<id>` (the frozen target set, written once), plus one `runagent:<id>:<session>`
 outcome per agent, created once.
 
-States: planned (preview shown) -> requested (two-person request posted) -> running <->
-paused -> cancelling -> cancelled; running -> done | stopped (too many failures); planned or
-requested -> denied; requested -> expired (nobody approved it in time).
+States: planned (preview shown; its requester may change the plan, never the targets, each
+change moving the record planned -> planned) -> requested (two-person request posted) ->
+running <-> paused -> cancelling -> cancelled; running -> done | stopped (too many failures);
+planned or requested -> denied; requested -> expired (nobody approved it in time).
 """
 
 from __future__ import annotations
@@ -51,11 +52,16 @@ class FleetRun:
     created: float
     approver: str | None = None
     progress_ts: str | None = None
+    progress_url: str = ""  # the progress message's permalink (chat.getPermalink), once known
     chain: str = ""
     beat: float = 0.0
     last_edit: float = 0.0
     seq: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
+    # The private preview's approval token, as ids and times (never the token itself):
+    # {"nonce", "issued", "expires", "kind"}, so a plan change can void it and issue the next.
+    preview: dict[str, Any] = field(default_factory=dict)
+    newest_version: str | None = None  # an update run's newest version seen, for the summary
 
     @property
     def key(self) -> str:

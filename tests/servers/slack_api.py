@@ -456,10 +456,14 @@ class SlackApiServer:
             return self._messages.get((channel, ts))
 
     def _get_permalink(self, body: dict) -> dict:
+        """chat.getPermalink: a link for a message that exists, `message_not_found` for one
+        never posted (https://docs.slack.dev/reference/methods/chat.getPermalink)."""
         channel, ts = body.get("channel"), str(body.get("message_ts", ""))
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
-        if not ts:
+        with self._cond:
+            known = (channel, ts) in self._messages
+        if not known:
             return {"ok": False, "error": "message_not_found"}
         link = f"https://{TEAM_DOMAIN}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
         return {"ok": True, "channel": channel, "permalink": link}

@@ -58,3 +58,52 @@ def agent_name(metadata: str, keys: Sequence[str] = DEFAULT_HOST_KEYS) -> str | 
     """The host name an agent's metadata gives, raw (callers escape); None when it gives
     none. One reading of host names for every message: bot.ngrok.hosts."""
     return host_from_metadata(metadata, keys)
+
+
+# --- after the POST: a 204 is only ngrok's acknowledgement ----------------------------------
+
+
+def waiting_words(op: Action, took: str = "") -> str:
+    """What a record says between ngrok's 204 and the proof that the action took effect
+    (`took`: " in 0.4 s", already escaped, or empty)."""
+    return {
+        "restart": f"ngrok accepted it{took}; waiting for the agent to come back under a new "
+        "session id…",
+        "update": "updated and restarted; waiting for the agent to come back on the new version…",
+        "stop": f"ngrok accepted it{took}; checking that the session has ended…",
+    }[op]
+
+
+def back_words(op: Action, old: TunnelSession, successor: TunnelSession | None) -> str:
+    """How a finished action ended, as seen on a read: the successor's id and version (an
+    update also names the version it replaced), or the stopped session gone."""
+    if op == "stop":
+        return "the session has ended; the agent does not come back on its own."
+    if successor is None:
+        return "the agent comes back with a new session id."
+    version = bk.clip(successor.agent_version or "?", FIELD_LIMIT)
+    was = ""
+    if op == "update":
+        was = f" (was {bk.clip(old.agent_version or '?', FIELD_LIMIT)})"
+    return f"back as {bk.code_span(successor.id, 60)} on {version}{was}."
+
+
+def unconfirmed_words(op: Action, waited_seconds: float) -> str:
+    """The action was acknowledged, but no read showed it took effect within the window."""
+    waited = f"{waited_seconds:.0f} s"
+    return {
+        "restart": f"ngrok accepted the restart, but the agent has not come back within "
+        f"{waited}; check the agent's host.",
+        "update": f"updated and restarted, but the agent has not come back within {waited}; "
+        "check the agent's host.",
+        "stop": f"ngrok accepted the stop, but the session was still online {waited} later; "
+        "check the agent's host.",
+    }[op]
+
+
+def not_updated_words(successor: TunnelSession) -> str:
+    """An update whose agent came back on the version it had: it did not take."""
+    version = bk.clip(successor.agent_version or "?", FIELD_LIMIT)
+    return (
+        f"back as {bk.code_span(successor.id, 60)} but still on {version}; the update did not take."
+    )

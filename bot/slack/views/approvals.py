@@ -21,12 +21,21 @@ from bot.slack.ids import (
     ACTION_TWO_PERSON_DENY,
     VIEW_DECISION_REASON,
 )
-from bot.slack.views.agent_text import OP_EFFECT, OP_LABEL, session_summary
+from bot.slack.views.agent_text import (
+    OP_EFFECT,
+    OP_LABEL,
+    back_words,
+    not_updated_words,
+    session_summary,
+    unconfirmed_words,
+    waiting_words,
+)
 from bot.state.requests import TwoPersonRequest
 
 TwoPersonState = Literal[
-    "requested", "running", "restarting", "done", "failed", "denied", "expired"
-]
+    "requested", "running", "restarting", "waiting", "done", "failed", "unconfirmed",
+    "not_updated", "denied", "expired",
+]  # fmt: skip
 _PAST: dict[Action, str] = {
     "restart": "Restarted",
     "update": "Started the update of",
@@ -154,12 +163,16 @@ def render_two_person_request(
     reason: str = "",
     up_to_date: bool = False,
     restart_in: float = 0.0,
+    successor: TunnelSession | None = None,
+    waited_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """The public request, edited in place as it moves on. `actor_id` is whoever approved
     or denied it; `detail` the error for `failed`; `approvers` (configured user and group
     ids) are mentioned while the request waits, so someone who can approve it notices.
-    `restarting` (an update that ran; its restart comes `restart_in` seconds later) is
-    shown only: the request stays "running" in the store until the restart is done."""
+    `restarting` (an update that ran; its restart comes `restart_in` seconds later) and
+    `waiting` (ngrok's 204 came back; a read has not shown the effect yet) are shown only:
+    the request stays "running" in the store until a read confirms it (`done`, with the
+    agent's `successor`) or the look gives up after `waited_seconds` (`unconfirmed`)."""
     op, session, ttl_seconds = request.action, request.session, request.ttl
     target = bk.code_span(session.id, 60)
     label = OP_LABEL[op]
@@ -171,11 +184,16 @@ def render_two_person_request(
         "running": f":hourglass_flowing_sand: Approved by {actor}; running…",
         "restarting": f":hourglass_flowing_sand: Approved by {actor}; updated{took}, restarting "
         f"in {bk.format_elapsed(restart_in)} so the new version runs…",
+        "waiting": f":hourglass_flowing_sand: Approved by {actor}; {waiting_words(op, took)}",
         "done": f":white_check_mark: Approved by {actor}; {UP_TO_DATE_WORDS}."
         if up_to_date
-        else f":white_check_mark: Approved by {actor}; done{took}. {_AFTER[op]}".strip(),
+        else f":white_check_mark: Approved by {actor}; done{took}: "
+        + back_words(op, session, successor),
         "failed": f":x: Approved by {actor}; failed{took}: "
         + bk.clip(detail or "ngrok gave no reason", 1000),
+        "unconfirmed": f":warning: Approved by {actor}; " + unconfirmed_words(op, waited_seconds),
+        "not_updated": f":warning: Approved by {actor}; "
+        + (not_updated_words(successor) if successor else "the update did not take."),
         "denied": _denied_line(request, actor_id, reason),
         "expired": ":hourglass: Expired before anyone approved it; nothing was changed.",
     }[state]
@@ -208,7 +226,9 @@ def _denied_line(request: TwoPersonRequest, actor_id: str | None, reason: str) -
     return f":no_entry_sign: Denied by {actor}; nothing was changed.{because}"
 
 
-NoticeState = Literal["running", "done", "failed", "denied", "expired"]
+NoticeState = Literal[
+    "running", "done", "failed", "unconfirmed", "not_updated", "denied", "expired"
+]
 
 
 def render_requester_notice(
@@ -219,8 +239,11 @@ def render_requester_notice(
     reason: str = "",
     detail: str = "",
     up_to_date: bool = False,
+    successor: TunnelSession | None = None,
+    waited_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """What the requester of a two-person request is told privately at each outcome."""
+    """What the requester of a two-person request is told privately at each outcome; `done`
+    only once a read confirmed it (with the agent's `successor`)."""
     op, target = request.action, bk.code_span(request.session.id, 60)
     actor = bk.user_mention(actor_id) if actor_id else "someone"
     because = f" Reason: {bk.clip(bk.one_line(reason), 500)}" if reason.strip() else ""
@@ -229,9 +252,14 @@ def render_requester_notice(
         "it is running now.",
         "done": f":white_check_mark: Your request to {op} {target} ran: {UP_TO_DATE_WORDS}."
         if up_to_date
-        else f":white_check_mark: Your request to {op} {target} ran: done. {_AFTER[op]}".strip(),
+        else f":white_check_mark: Your request to {op} {target} ran: done, "
+        + back_words(op, request.session, successor),
         "failed": f":x: Your request to {op} {target} was approved but failed: "
         + bk.clip(detail or "ngrok gave no reason", 1000),
+        "unconfirmed": f":warning: Your request to {op} {target} was approved and sent: "
+        + unconfirmed_words(op, waited_seconds),
+        "not_updated": f":warning: Your request to {op} {target} was approved and sent: "
+        + (not_updated_words(successor) if successor else "the update did not take."),
         "denied": f":no_entry_sign: {actor} denied your request to {op} {target}; nothing was "
         f"changed.{because}",
         "expired": f":hourglass: Your request to {op} {target} expired before anyone approved "
@@ -298,6 +326,8 @@ def used_sentence(op: Action, session_id: str, use: str | None) -> str:
             f"This {op} was sent to a second person for approval; follow the request in the "
             "channel, or withdraw it there."
         )
+    if use == "replanned":
+        return REPLANNED
     return f"This {op} was already approved once; it does not run twice."
 
 
@@ -310,4 +340,12 @@ def cancel_too_late_sentence(use: str | None) -> str:
             "This request was already sent for approval; nothing to cancel here. Withdraw it "
             "on the request in the channel."
         )
+    if use == "replanned":
+        return REPLANNED
     return "This request was already approved; nothing to cancel."
+
+
+REPLANNED = (
+    "This preview's plan was changed since, so its buttons no longer work; use the preview "
+    "with the new plan, or type the command again."
+)

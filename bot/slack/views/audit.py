@@ -97,6 +97,8 @@ def audit_sentence(entry: Mapping[str, Any]) -> str:
         "executed": f"{who} {_PAST.get(op, op)} {agent}{follow}{by}: done{took}.",
         "failed": f"{who} tried to {op} {agent}{follow}{by}: failed{took}.{reason}",
         "refused": f"{who} was refused a {noun} of {agent}.{reason}",
+        "replanned": f"{who} changed the plan of the {noun} run "
+        f"{bk.code_span(str(entry.get('run_id') or '?'), 40)}: {detail}.",
         "recovered": f"After a restart of the bot, the {noun} of {agent}{by} was resolved: "
         f"{_RECOVERED.get(str(entry.get('outcome')), 'outcome unknown')}.{reason}",
     }

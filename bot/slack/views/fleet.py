@@ -13,12 +13,17 @@ from typing import Any
 
 from bot.ngrok.models import Action
 from bot.slack import blocks as bk
+from bot.slack.buttons import PlanOption
 from bot.slack.ids import (
     ACTION_CANCEL,
     ACTION_RUN_APPROVE,
     ACTION_RUN_ASK,
+    ACTION_RUN_BATCH,
+    ACTION_RUN_CANARY,
     ACTION_RUN_CANCEL,
     ACTION_RUN_DENY,
+    ACTION_RUN_LINK,
+    ACTION_RUN_MAX_FAILURES,
     ACTION_RUN_PAUSE,
     ACTION_RUN_RESUME,
     ACTION_RUN_TP_APPROVE,
@@ -58,6 +63,35 @@ class RunPreview:
 
 
 @dataclass(frozen=True)
+class PlanMenu:
+    """One of the preview's plan menus: the setting it changes, its options (label, sealed
+    value) and the index of the one the plan uses now."""
+
+    option: PlanOption
+    choices: Sequence[tuple[str, str]]
+    current: int
+
+
+_MENU_PLACEHOLDER: dict[PlanOption, str] = {
+    "canary": "Canary size",
+    "batch": "Batch size",
+    "max_failures": "When to stop",
+}
+
+
+def plan_choice_label(option: PlanOption, value: int | None) -> str:
+    """How one menu option reads: `Canary: 2 agents`, `Batches of 10`, `Stop after more
+    than 3 failures` (None: the default, the first failing batch)."""
+    if option == "canary":
+        return f"Canary: {value} agent{'' if value == 1 else 's'}"
+    if option == "batch":
+        return f"Batches of {value}"
+    if value is None:
+        return "Stop at the first failing batch"
+    return f"Stop after more than {value} failure{'' if value == 1 else 's'}"
+
+
+@dataclass(frozen=True)
 class Failure:
     label: str  # host or session id, raw
     session_id: str
@@ -90,6 +124,16 @@ class AgentOutcome:
     session_id: str
     state: str  # done, failed, skipped, left
     sentence: str
+
+
+_ROLLING = {
+    "restart": "a batch starts once the one before is back",
+    "stop": "a batch starts once ngrok accepted the one before",
+    "update": (
+        "a batch restarts once the one before is back, and after the canary its updates go "
+        "out while that one comes back"
+    ),
+}
 
 
 def format_eta(seconds: float) -> str:
@@ -129,7 +173,8 @@ def _summary_blocks(p: RunPreview) -> list[dict[str, Any]]:
             for reason, n in sorted(p.skipped.items(), key=lambda kv: -kv[1])
         )
         blocks.append(bk.section(f"*Skipped:* {skipped}", block_id="skipped"))
-    steps = _STEPS[p.action].format(delay=format_eta(p.update_delay))
+    delay = f"{p.update_delay:g} s" if p.update_delay < 10 else format_eta(p.update_delay)
+    steps = _STEPS[p.action].format(delay=delay)
     stop_rule = (
         "stops after the first batch with a failure"
         if p.max_failures is None
@@ -137,7 +182,7 @@ def _summary_blocks(p: RunPreview) -> list[dict[str, Any]]:
     )
     plan = (
         f"*Plan:* canary of {p.canary}, then {max(p.batches - 1, 0)} batch(es) of up to "
-        f"{p.batch}; each agent: {steps}; the next batch starts when the last one is back; "
+        f"{p.batch}; each agent: {steps}; {_ROLLING[p.action]}; "
         f"{stop_rule}. About {p.requests} ngrok requests, paced below the shared budget's "
         f"reserve: *ETA {format_eta(p.eta_seconds)}*."
     )
@@ -148,10 +193,25 @@ def _summary_blocks(p: RunPreview) -> list[dict[str, Any]]:
 
 
 def render_run_preview(
-    p: RunPreview, *, approve_value: str, cancel_value: str, two_person: bool, ttl_text: str
+    p: RunPreview,
+    *,
+    approve_value: str,
+    cancel_value: str,
+    two_person: bool,
+    ttl_text: str,
+    menus: Sequence[PlanMenu] = (),
 ) -> dict[str, Any]:
-    """The private preview with Approve (or Request approval) and Cancel."""
+    """The private preview with its plan menus (canary, batch, when to stop), Approve (or
+    Request approval) and Cancel."""
     blocks = _summary_blocks(p)
+    if menus:
+        blocks.append(
+            bk.context(
+                f"Change the plan here: it re-plans these same {p.count} agents (the target "
+                "set stays frozen) and shows the new plan and ETA."
+            )
+        )
+        blocks.append(bk.actions([_plan_select(m) for m in menus], "plan_options"))
     confirm = bk.confirm_dialog(
         f"{OP_LABEL[p.action]} {p.count} agents?",
         f"A rolling {p.action} of exactly these {p.count} agents; you can pause or cancel it.",
@@ -168,6 +228,15 @@ def render_run_preview(
     blocks.append(bk.actions([first, bk.button("Cancel", ACTION_CANCEL, cancel_value)], "run"))
     blocks.append(bk.context(f"The target set is frozen; this prompt expires in {ttl_text}."))
     return bk.message(f"{OP_LABEL[p.action]} {p.count} agents? Preview of run {p.run_id}", blocks)
+
+
+def _plan_select(menu: PlanMenu) -> dict[str, Any]:
+    placeholder, current = _MENU_PLACEHOLDER[menu.option], menu.current
+    if menu.option == "canary":
+        return bk.static_select(ACTION_RUN_CANARY, placeholder, menu.choices, initial=current)
+    if menu.option == "batch":
+        return bk.static_select(ACTION_RUN_BATCH, placeholder, menu.choices, initial=current)
+    return bk.static_select(ACTION_RUN_MAX_FAILURES, placeholder, menu.choices, initial=current)
 
 
 def render_run_request(
@@ -290,27 +359,27 @@ class RunLine:
     query_text: str
     count: int
     requester: str
-    channel: str
-    progress_ts: str | None
+    progress_url: str | None  # the progress message's permalink, when Slack gave one
     counts: str
 
 
 def render_runs(runs: Sequence[RunLine]) -> dict[str, Any]:
-    """`jobs`: running runs first, then recent ones, each with a link to its progress."""
+    """`jobs`: running runs first, then recent ones, each with a button that opens its
+    progress message (a link button: Slack opens the permalink, the app only acks)."""
     if not runs:
         return bk.message("No fleet runs yet.", [bk.section("No fleet runs yet.")])
     blocks: list[dict[str, Any]] = [bk.header("Fleet runs")]
     for run in runs[:20]:
-        link = ""
-        if run.progress_ts:
-            url = f"https://slack.com/archives/{run.channel}/p{run.progress_ts.replace('.', '')}"
-            link = f" · <{bk.escape(url)}|progress>"
         text = (
             f"`{run.run_id}` *{_STATE_TEXT.get(run.state, bk.clip(run.state, 40))}*: "
             f"{run.action} of {run.count} matching {_filter_text(run.query_text)}, asked by "
-            f"{bk.user_mention(run.requester)}{link}\n{bk.clip(run.counts, 200)}"
+            f"{bk.user_mention(run.requester)}\n"
+            f"{bk.clip(run.counts, 200)}"
         )
-        blocks.append(bk.section(text))
+        link = None
+        if run.progress_url:
+            link = bk.button("Progress", ACTION_RUN_LINK, run.run_id, url=run.progress_url)
+        blocks.append(bk.section(text, accessory=link, block_id=f"run_{run.run_id}"))
     return bk.message(f"{len(runs)} fleet run(s)", blocks)
 
 
