@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from functools import partial
 
 from bot.app import create_app
 from bot.deps import build_deps
 from bot.logs import configure_logging
 from bot.settings.env import load_settings_from_environment
+from bot.state.consumers import start_heartbeat
 
 log = logging.getLogger("ngrok_ops.consumer")
-HEARTBEAT_SECONDS = 5.0
 
 
 def lower_priority(niceness: int) -> None:
@@ -43,19 +42,12 @@ def run_consumer() -> None:
     deps = build_deps(settings)
     create_app(deps)  # registers every job handler exactly as the web process does
     deps.jobs.on_worker_start("normal", partial(lower_priority, settings.jobs_niceness))
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
-            try:
-                deps.jobs.beat()
-            except Exception:
-                log.exception("could not write the consumer heartbeat")
-
-    deps.jobs.beat()
-    threading.Thread(target=beat, name="consumer-heartbeat", daemon=True).start()
+    # The queue's heartbeat (`check` reads it) and this consumer's own (`consumer:<id>`, by
+    # which others tell whether the replies it was running died with it).
+    stop_beating = start_heartbeat(deps.store, deps.clock, also=deps.jobs.beat)
     # Work a dead process left half done is resolved before anything new runs.
     deps.jobs.run_now("recover_actions", {})
+    deps.jobs.run_now("recover_replies", {})
     deps.jobs.submit("watch_keeper", {})  # start watching now, not at the next full minute
     deps.jobs.run_now("fleet_resume_all", {})  # a killed consumer's runs get a new chain
     log.info(
@@ -69,5 +61,5 @@ def run_consumer() -> None:
         )
         consumer.run()
     finally:
-        stop.set()
+        stop_beating()
         deps.close()

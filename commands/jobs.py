@@ -37,6 +37,7 @@ from commands.digest import JOB_DIGEST, run_digest
 from commands.fleet_jobs import register_fleet_jobs
 from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
 from commands.home import JOB_HOME, publish_home
+from commands.lost_replies import JOB_RECOVER_REPLIES, recover_replies, run_kept
 from commands.recovery import recover_actions
 from commands.router import route, run_mention
 from commands.two_person import deny_with_reason
@@ -107,8 +108,10 @@ def register_jobs(deps: Deps) -> None:
         (JOB_DECISION, run_click, "urgent"),
         (JOB_DENY_REASON, run_deny_reason, "urgent"),
     )
-    for name, handler, lane in user_jobs:  # someone waits for these: failures are told
-        jobs.register(name, partial(handler, deps), on_error=partial(tell_sorry, deps), lane=lane)
+    for name, handler, lane in user_jobs:
+        # Someone waits for these: failures are told, and a reply its consumer took with it
+        # when it died is told by recover_replies.
+        jobs.register(name, partial(run_kept, deps, handler, tell_sorry), lane=lane)
     jobs.register(JOB_SUCCESSOR, partial(report_successor, deps), lane="urgent")
     jobs.register(JOB_SUCCESSOR_LATE, partial(report_successor, deps))
     jobs.register(JOB_FINISH_UPDATE, partial(finish_update, deps), lane="urgent")
@@ -119,6 +122,8 @@ def register_jobs(deps: Deps) -> None:
     )
     jobs.register(JOB_RECOVER, partial(recover_actions, deps), lane="urgent")
     jobs.every_minute(JOB_RECOVER)
+    jobs.register(JOB_RECOVER_REPLIES, partial(recover_replies, deps), lane="urgent")
+    jobs.every_minute(JOB_RECOVER_REPLIES)
     jobs.register(JOB_WATCH, partial(run_watch, deps))
     jobs.register(JOB_WATCH_KEEPER, partial(keep_watching, deps))
     jobs.every_minute(JOB_WATCH_KEEPER)

@@ -8,6 +8,9 @@ import json
 import os
 import signal
 
+import psutil
+
+from bot.slack.views.progress import is_working
 from tests.bot_process import find_button
 from tests.e2e_fixtures import ALICE, BOB, OPS, session_id_of, texts_of, wait_until
 
@@ -100,3 +103,26 @@ def _action_states(stack) -> list[str]:
             "SELECT record FROM requests WHERE request_id LIKE 'action:%'"
         ).fetchall()
     return [json.loads(row[0]).get("state") for row in rows]
+
+
+def test_a_reply_lost_with_a_killed_consumer_is_told_once_in_place(stack_factory):
+    """SIGKILL of the job consumer while `/ngrok sessions` waits on a slow ngrok: huey loses
+    the job, the supervisor starts a new consumer, and its start-up recovery replaces the
+    "working…" placeholder with one sentence instead of leaving it forever."""
+    stack = stack_factory(ngrok={"latency": 5.0, "rate_limit": None})
+    _, key = stack.slash("sessions region=eu")
+    wait_until(lambda: stack.ngrok.in_flight() >= 1, what="the listing waiting on ngrok")
+    parent = psutil.Process(stack.bot.process.pid)
+    consumers = [p for p in parent.children(recursive=True) if "jobs" in " ".join(p.cmdline())]
+    assert consumers, [p.cmdline() for p in parent.children(recursive=True)]
+    for child in consumers:
+        os.kill(child.pid, signal.SIGKILL)
+    told = stack.reply(key, timeout=60)
+    text = texts_of(told)
+    assert "The bot restarted while answering `/ngrok sessions region=eu`" in text, text
+    assert told["replace_original"] is True
+    # The new consumer recovered before it took new work, so once it answers, a second
+    # telling could only come from a recoverer that lost the compare-and-set.
+    assert "ngrok" in texts_of(stack.ask("help"))
+    answers = [c for c in stack.slack.calls_to("response_url", key=key) if not is_working(c.body)]
+    assert len(answers) == 1, [c.body for c in answers]

@@ -24,6 +24,7 @@ from bot.deps import build_deps
 from bot.logs import configure_logging
 from bot.settings.console import DEMO_OPERATOR, load_console_settings
 from bot.settings.env import SettingsError
+from bot.state.consumers import start_heartbeat
 
 BANNER = (
     "ngrok-ops console: type what you would type after /ngrok (help, sessions region=eu, "
@@ -97,6 +98,8 @@ def run_console(argv: list[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys
             private_queue=True,
         )
         stop_consumer = deps.jobs.start_threads(workers=4)
+        # Its replies are recorded in the store, which may be a deployment's: say we live.
+        stop_beating = start_heartbeat(deps.store, deps.clock)
         try:
             app = create_app(deps, token_verification=False, process_before_response=True)
             console = Console(app, deps, outbox, slack, Where(args.user, args.channel), stdout)
@@ -110,6 +113,7 @@ def run_console(argv: list[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys
             wait_for_replies(deps)
             console.show(outbox.take_all())
         finally:
+            stop_beating()
             stop_consumer()
             deps.close()
             slack.close()
