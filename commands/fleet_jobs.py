@@ -6,7 +6,7 @@ from functools import partial
 
 from bot.deps import Deps
 from commands.approval import JOB_EXPIRE_RUN
-from commands.fleet import JOB_RUN_CLICK, expire_run, run_click
+from commands.fleet import JOB_RUN_CLICK, expire_run
 from commands.fleet_exec import (
     JOB_FLEET_RESUME_ALL,
     JOB_FLEET_TICK,
@@ -20,9 +20,8 @@ __all__ = ["JOB_RUN_CLICK", "register_fleet_jobs"]
 
 
 def register_fleet_jobs(deps: Deps) -> None:
-    """Every run button (approve, ask, decide, pause, resume, cancel) and a request's expiry
-    are urgent (store and Slack only); the ticks read and POST with the non-urgent budget."""
-    deps.jobs.register(JOB_RUN_CLICK, partial(run_click, deps), lane="urgent")
+    """A request's expiry is urgent (store and Slack only); the ticks read and POST with the
+    non-urgent budget. The run buttons are user jobs (commands.jobs)."""
     deps.jobs.register(JOB_EXPIRE_RUN, partial(expire_run, deps), lane="urgent")
     deps.jobs.register(JOB_FLEET_TICK, partial(tick, deps))
     deps.jobs.register(JOB_FLEET_RESUME_ALL, partial(resume_all, deps))

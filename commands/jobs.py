@@ -34,7 +34,8 @@ from commands.approval import (
 )
 from commands.clicks import run_click
 from commands.digest import JOB_DIGEST, run_digest
-from commands.fleet_jobs import register_fleet_jobs
+from commands.fleet import run_click as run_fleet_click
+from commands.fleet_jobs import JOB_RUN_CLICK, register_fleet_jobs
 from commands.grammar import ListSessions, ParseError, SessionQuery, parse_command
 from commands.home import JOB_HOME, publish_home
 from commands.lost_replies import JOB_RECOVER_REPLIES, recover_replies, run_kept
@@ -107,6 +108,9 @@ def register_jobs(deps: Deps) -> None:
         (JOB_CLICK, run_click, "normal"),
         (JOB_DECISION, run_click, "urgent"),
         (JOB_DENY_REASON, run_deny_reason, "urgent"),
+        # every run button (approve, ask, decide, plan, pause, resume, cancel): store and
+        # Slack only
+        (JOB_RUN_CLICK, run_fleet_click, "urgent"),
     )
     for name, handler, lane in user_jobs:
         # Someone waits for these: failures are told, and a reply its consumer took with it

@@ -33,7 +33,7 @@ log = logging.getLogger("ngrok_ops.lost_replies")
 REPLY_PREFIX = "reply:"
 REPLY_TTL_SECONDS = 3600.0
 JOB_RECOVER_REPLIES = "recover_replies"
-APPROVING_CLICKS = ("approve", "two_person_approve")
+APPROVING_CLICKS = ("approve", "two_person_approve", "tp_approve")  # tp_: a fleet run's
 
 UserJob = Callable[[Deps, dict[str, Any]], None]
 OnError = Callable[[Deps, dict[str, Any], Exception], None]
