@@ -130,7 +130,8 @@ def rendered(body: dict) -> str:
         if kind == "actions":
             controls = []
             for element in block.get("elements") or []:
-                label = (element.get("text") or element.get("placeholder") or {}).get("text", "")
+                shown = element.get("initial_option") or element
+                label = (shown.get("text") or element.get("placeholder") or {}).get("text", "")
                 controls.append(f"[{label}]")
             lines.append(" ".join(controls))
         if kind == "divider":

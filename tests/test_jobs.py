@@ -105,3 +105,14 @@ def test_the_heartbeat_is_shared_through_the_queue(tmp_path):
 def test_the_queue_file_sits_beside_the_state_file():
     assert queue_path("/var/lib/bot/state.sqlite3") == "/var/lib/bot/state.jobs.sqlite3"
     assert queue_path("ngrok-ops") == "ngrok-ops.jobs.sqlite3"
+
+
+def test_the_sqlite_queue_commits_without_an_fsync_each_but_in_wal(tmp_path):
+    """Acks enqueue concurrently: synchronous=NORMAL in WAL keeps commits across a crash of
+    any process without making every commit wait for a sync."""
+    from bot.jobs import open_queues
+
+    for huey in open_queues(redis_url=None, sqlite_path=str(tmp_path / "s.sqlite3")).values():
+        connection = huey.storage.conn
+        assert connection.execute("pragma synchronous").fetchone()[0] == 1  # NORMAL
+        assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"
