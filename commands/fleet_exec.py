@@ -56,7 +56,6 @@ from commands.fleet_plan import (
     IPS_PER_LOOK,
     SUCCESSOR_POLL_SECONDS,
     estimate_seconds,
-    look_interval,
     split_batches,
 )
 from commands.grammar import compare_versions
@@ -385,10 +384,7 @@ class Step:
                 self._send_ahead(ahead)
             self._look_for_successors(waiting)
             if any(w.session.id not in self.outcomes for w in waiting):
-                settings = self.deps.settings
-                delays.append(
-                    look_interval(settings.ngrok_max_requests, settings.ngrok_window_seconds)
-                )
+                delays.append(SUCCESSOR_POLL_SECONDS)
         if sent_any and not delays:
             return 0.0
         return min(delays) if delays else 0.0

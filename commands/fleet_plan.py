@@ -115,13 +115,6 @@ def requests_needed(action: Action, batches: Sequence[Sequence[TunnelSession]]) 
     return total
 
 
-def look_interval(max_requests: int, per_seconds: float) -> float:
-    """The wait between two looks for agents coming back: two requests' worth of the budget,
-    between 0.25 s and SUCCESSOR_POLL_SECONDS (1 s at ngrok's 120 per 60 s). A run looks
-    only when it has nothing else to send, so the looks use budget that would idle."""
-    return min(SUCCESSOR_POLL_SECONDS, max(0.25, 2 * per_seconds / max_requests))
-
-
 def run_rate(max_requests: int, per_seconds: float) -> float:
     """Requests per second a run may use: the budget without the urgent reserve."""
     return (max_requests - urgent_reserve(max_requests)) / per_seconds
@@ -141,17 +134,16 @@ def estimate_seconds(
     (commands/fleet_exec.py), so a batch waits only what of the update delay sending its
     updates did not cover, and the last batch one look."""
     rate = run_rate(max_requests, per_seconds)
-    look = look_interval(max_requests, per_seconds)
     seconds = requests_needed(action, batches) / rate
     if action == "stop" or not batches:
         return seconds
     if action == "restart":
-        return seconds + look * len(batches)
-    waits = update_delay + look
+        return seconds + SUCCESSOR_POLL_SECONDS * len(batches)
+    waits = update_delay + SUCCESSOR_POLL_SECONDS
     for batch in batches[1:]:
         waits += max(0.0, update_delay - len(batch) / rate)
     if len(batches) > 1:
-        waits += look
+        waits += SUCCESSOR_POLL_SECONDS
     return seconds + waits
 
 

@@ -21,7 +21,6 @@ from bot.slack.views.fleet import (
 )
 from commands.fleet_plan import (
     estimate_seconds,
-    look_interval,
     plan_run,
     requests_needed,
     run_rate,
@@ -178,9 +177,3 @@ def test_the_preview_shows_plan_menus_with_the_current_choice_and_validates():
         render_run_preview(preview, approve_value="t", cancel_value="t", two_person=True,
                            ttl_text="4 minutes")
     )  # fmt: skip
-
-
-def test_looks_for_agents_coming_back_scale_with_the_budget():
-    assert look_interval(120, 60.0) == 1.0  # ngrok's rule: one look a second at most
-    assert look_interval(120, 6.0) == 0.25  # a budget ten times faster looks four times as often
-    assert look_interval(10, 60.0) == 1.0
