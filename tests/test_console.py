@@ -115,7 +115,7 @@ def test_an_approval_prompt_offers_approve_and_cancel_and_names_the_requester():
 
 def test_results_records_and_two_person_requests_read_as_sentences():
     done, _ = text_of(render_action_result("restart", session(1).id, succeeded=True))
-    assert done.splitlines()[1].startswith("✅ Restarted `ts_")
+    assert done.splitlines()[1].startswith("⏳ ngrok accepted the restart of `ts_")
     failed = render_action_record(
         "restart",
         session(1),
@@ -347,7 +347,7 @@ def test_list_look_restart_approve_and_audit_in_one_session(tmp_path):
         result = console.ask(approve)
         assert result.startswith(f">>> [{approve}] Approve restart")
         assert "── replaces the message you clicked" in result
-        assert f"✅ Restarted `{target}`" in result
+        assert f"ngrok accepted the restart of `{target}`" in result
         assert "── public in C0CONSOLE: everyone there sees this" in result
         successor = re.search(rf"Agent `{target}` is back as `(ts_\w{{27}})`", result).group(1)
         assert successor != target

@@ -117,7 +117,10 @@ def test_approve_replaces_the_prompt_with_restarting_then_the_result(make_harnes
     replies = h.replies(key)
     assert replies[0]["text"] == f"Restarting {sid}…" and is_working(replies[0])
     assert replies[0]["replace_original"] is True
-    assert "Restarted" in replies[1]["text"] and replies[1]["replace_original"] is True
+    assert (
+        "ngrok accepted the restart" in replies[1]["text"]
+        and replies[1]["replace_original"] is True
+    )
 
 
 # --- 2. empty result -----------------------------------------------------------------------

@@ -604,7 +604,10 @@ def test_prompt_with_a_hostile_requester_id_is_inert():
 def test_action_results():
     done = render_action_result("restart", make(0).id, succeeded=True, elapsed_seconds=0.4)
     assert_valid(done)
-    assert "Restarted `ts_334AeguNPwngGnMIrd3SZ0000000` in 0.4 s" in all_text(done)
+    assert "ngrok accepted the restart of `ts_334AeguNPwngGnMIrd3SZ0000000` in 0.4 s" in all_text(
+        done
+    )
+    assert "record says when it is back" in all_text(done)
     assert "new session id" in all_text(done)
     failed = render_action_result("stop", make(0).id, succeeded=False, detail="agent said <!here>")
     assert_valid(failed)

@@ -18,7 +18,7 @@ def test_restart_approved_by_requester_runs_exactly_once_and_is_recorded(scenari
     assert "comes back with a *new* session id" in texts_of(prompt)
     approve = find_button(prompt, "ngrok_approve")
     result = stack.reply(stack.click(approve))
-    assert result["text"] == f"Restarted {sid}."
+    assert result["text"] == f"ngrok accepted the restart of {sid}."  # not done yet
     record = stack.posted("chat.postMessage", predicate=lambda c: sid in json.dumps(c.body))[0]
     assert record.body["channel"] == OPS
     assert f"<@{ALICE}>" in texts_of(record.body)

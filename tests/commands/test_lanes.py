@@ -84,7 +84,7 @@ def test_an_approved_restart_reaches_ngrok_while_listings_hold_every_normal_thre
         key = stack.click(approve)
         wait_until(lambda: posted(stack, sid, "restart"), HANG_GUARD, "the restart's POST")
         result = stack.reply(key)
-        assert result["text"] == f"Restarted {sid}."
+        assert result["text"] == f"ngrok accepted the restart of {sid}."
         assert lane.still_held()
     assert len(stack.action_posts(sid)) == 1
     for key in lane.listing_keys:  # and the listings are answered once let go

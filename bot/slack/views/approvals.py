@@ -36,17 +36,14 @@ TwoPersonState = Literal[
     "requested", "running", "restarting", "waiting", "done", "failed", "unconfirmed",
     "not_updated", "denied", "expired",
 ]  # fmt: skip
-_PAST: dict[Action, str] = {
-    "restart": "Restarted",
-    "update": "Started the update of",
-    "stop": "Stopped",
-}
 UP_TO_DATE_WORDS = "already up to date (ngrok: no update available); nothing was changed"
+# ngrok's 204 only says it accepted the request; the action's record says when it is done.
 _AFTER: dict[Action, str] = {
-    "restart": "The agent will come back with a new session id.",
-    "update": "The bot restarts the agent at least 10 s later so the new version runs; it will "
-    "come back with a new session id.",
-    "stop": "",
+    "restart": "The agent will come back with a new session id; the action's record says "
+    "when it is back.",
+    "update": "The bot restarts the agent at least 10 s later so the new version runs; the "
+    "action's record says when it is back on it.",
+    "stop": "The action's record says when the session is gone.",
 }
 
 
@@ -127,8 +124,8 @@ def render_action_result(
         text = f":white_check_mark: {target} is {UP_TO_DATE_WORDS}."
         return bk.message(f"{session_id} is already up to date.", [bk.section(text)])
     if succeeded:
-        text = f":white_check_mark: {_PAST[op]} {target}{took}. {_AFTER[op]}".strip()
-        fallback = f"{_PAST[op]} {session_id}."
+        text = f":hourglass_flowing_sand: ngrok accepted the {op} of {target}{took}. {_AFTER[op]}"
+        fallback = f"ngrok accepted the {op} of {session_id}."
     else:
         reason = bk.clip(detail or "ngrok gave no reason", 1000)
         text = f":x: Could not {op} {target}: {reason}"
