@@ -288,12 +288,17 @@ def overflow(action_id: str, options: Sequence[tuple[str, str]]) -> dict[str, An
     (read it with `value_of_action`)."""
     if not 1 <= len(options) <= 5:
         raise ValueError("an overflow menu holds 1 to 5 options")
+    return {"type": "overflow", "action_id": action_id, "options": _options(options)}
+
+
+def _options(options: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Menu options as Slack wants them; a value is 1 to 150 characters."""
     rendered = []
     for label, value in options:
-        if len(value) > MAX_OPTION_VALUE:
-            raise ValueError("overflow option value over 150 characters")
+        if not 1 <= len(value) <= MAX_OPTION_VALUE:
+            raise ValueError("a menu option's value must be 1 to 150 characters")
         rendered.append({"text": plain(label, MAX_OPTION_TEXT), "value": value})
-    return {"type": "overflow", "action_id": action_id, "options": rendered}
+    return rendered
 
 
 def static_select(
@@ -308,11 +313,7 @@ def static_select(
     `selected_option.value` (read it with `value_of_action`)."""
     if not 1 <= len(options) <= MAX_SELECT_OPTIONS:
         raise ValueError("a select menu holds 1 to 100 options")
-    rendered = []
-    for label, value in options:
-        if not 1 <= len(value) <= MAX_OPTION_VALUE:
-            raise ValueError("select option value must be 1 to 150 characters")
-        rendered.append({"text": plain(label, MAX_OPTION_TEXT), "value": value})
+    rendered = _options(options)
     element: dict[str, Any] = {
         "type": "static_select",
         "action_id": action_id,
