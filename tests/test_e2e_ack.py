@@ -53,3 +53,32 @@ def test_the_supervised_consumer_yields_the_cpu_to_the_web_process(stack_factory
     nices = Counter(psutil.Process(t.id).nice() for t in consumer.threads())
     assert nices[min(19, web.nice() + 10)] == 16
     assert nices[web.nice()] >= 4 + 1
+
+
+def test_slack_gets_its_200_only_once_the_command_is_queued(stack_factory):
+    """The served app runs its listener before answering (process_before_response): while
+    the queue cannot take the job (this test holds its write lock), Slack has no 200 yet;
+    once it can, the 200 comes and the job is in the queue. Bolt's other way acks at once and
+    enqueues afterwards, so a crash in between would lose a command Slack saw acknowledged."""
+    import sqlite3
+
+    from bot.jobs import Jobs, open_queues, queue_path
+
+    stack = stack_factory(env={"JOBS_CONSUMER": "separate"})
+    state = stack.bot.env["STATE_PATH"]
+    queue = Jobs(open_queues(redis_url=None, sqlite_path=state))
+    before = queue.backlog()
+    lock = sqlite3.connect(queue_path(state), isolation_level=None)
+    lock.execute("begin exclusive")
+    answered: list[int] = []
+    sender = threading.Thread(
+        target=lambda: answered.append(stack.slash("sessions")[0].status_code)
+    )
+    sender.start()
+    sender.join(1.0)
+    held = list(answered)
+    lock.execute("commit")
+    sender.join(10)
+    assert held == []  # no 200 while the job could not be queued
+    assert answered == [200]
+    assert queue.backlog() == before + 1
