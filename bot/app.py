@@ -60,17 +60,19 @@ def create_app(
     ) -> BoltResponse | None:
         """The traceback goes to the log; the user still learns that something went wrong.
 
-        Before the ack, the error becomes the HTTP answer. After it (every listener acks on
-        its first line) Bolt passes no response to change, so the user hears it through
-        the payload's response_url instead."""
+        Through the payload's response_url when there is one: Slack shows a slash command's
+        HTTP answer but ignores a click's, and with process_before_response the HTTP answer
+        has not gone out yet even after `ack()`, so it is emptied rather than left saying
+        "working…". Without a response_url the error becomes the HTTP answer."""
         logger.exception("unhandled error in a listener", exc_info=error)
-        if response is not None:
-            return BoltResponse(status=200, body=SORRY)
         if respond is not None:
             try:
                 respond(text=SORRY, response_type="ephemeral", replace_original=False)
+                return BoltResponse(status=200, body="")
             except Exception:
                 logger.exception("could not tell the user about the error")
+        if response is not None:
+            return BoltResponse(status=200, body=SORRY)
         return None
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.parse
 
@@ -51,8 +52,24 @@ def test_a_listener_that_fails_after_its_ack_tells_the_user(slack_api, ngrok_api
         ],
     }
     try:
-        assert app.dispatch(BoltRequest(body=body, headers=headers)).status == 200
+        answer = app.dispatch(BoltRequest(body=body, headers=headers))
+        assert answer.status == 200 and answer.body == ""  # said once, through response_url
         reply = slack_api.wait_for("response_url", key=url.rsplit("/", 1)[1])[0]
         assert reply.body["text"] == SORRY and reply.body["response_type"] == "ephemeral"
+        # A click's HTTP answer is never shown, so a click hears it through response_url too.
+        app.action("boom_click")(boom)
+        click_url = slack_api.response_url()
+        payload = {
+            "type": "block_actions", "team": {"id": "T111"}, "user": {"id": "U0ALICE"},
+            "channel": {"id": "C0OPS"}, "response_url": click_url, "trigger_id": "1.3",
+            "actions": [{"action_id": "boom_click", "type": "button", "value": "x"}],
+        }  # fmt: skip
+        click_body = "payload=" + urllib.parse.quote(json.dumps(payload))
+        headers["x-slack-signature"] = [
+            SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=click_body)
+        ]
+        assert app.dispatch(BoltRequest(body=click_body, headers=headers)).status == 200
+        reply = slack_api.wait_for("response_url", key=click_url.rsplit("/", 1)[1])[0]
+        assert reply.body["text"] == SORRY
     finally:
         deps.close()
