@@ -118,24 +118,29 @@ def ask_for_approval(inv: Invocation, deps: Deps, token: str) -> None:
     deps.jobs.later(ttl, JOB_EXPIRE_REQUEST, {"request_id": request.id})
 
 
-def _load_request(inv: Invocation, deps: Deps, claims: ApprovalClaims) -> TwoPersonRequest | None:
+def _clicked_request(
+    inv: Invocation, deps: Deps, token: str
+) -> tuple[ApprovalClaims, TwoPersonRequest] | None:
+    """The verified click on a public request and the request it names; None once the
+    user has been told why not."""
+    claims = verify_click(inv, deps, token, {"two-person"})
+    if claims is None:
+        return None
     record = deps.store.get_request(claims.request_id or "")
     if record is None:
         inv.private(render_error("This request is no longer known; ask for a new one."))
         return None
-    return TwoPersonRequest.from_record(record)
+    return claims, TwoPersonRequest.from_record(record)
 
 
 def ask_reason(inv: Invocation, deps: Deps, token: str, trigger_id: str) -> None:
     """Deny (or the requester's withdraw) on the public request: opens a modal for the
     reason first; the submission (`deny_with_reason`) decides. Without a usable trigger
     (it lasts about 3 s) the request is denied without a reason rather than not at all."""
-    claims = verify_click(inv, deps, token, {"two-person"})
-    if claims is None:
+    clicked = _clicked_request(inv, deps, token)
+    if clicked is None:
         return
-    request = _load_request(inv, deps, claims)
-    if request is None:
-        return
+    claims, request = clicked
     withdrawing = inv.user_id == claims.requester
     if not withdrawing and not may_click(
         inv, deps, claims, mode="two-person", account=request.account
@@ -162,12 +167,10 @@ def deny_with_reason(inv: Invocation, deps: Deps, token: str, reason: str) -> No
 
 def decide(inv: Invocation, deps: Deps, token: str, *, approve: bool, reason: str = "") -> None:
     """Approve or Deny on the public request; the requester hears of every outcome."""
-    claims = verify_click(inv, deps, token, {"two-person"})
-    if claims is None:
+    clicked = _clicked_request(inv, deps, token)
+    if clicked is None:
         return
-    request = _load_request(inv, deps, claims)
-    if request is None:
-        return
+    claims, request = clicked
     withdrawing = not approve and inv.user_id == claims.requester
     requester_roles = deps.roles(claims.requester) if approve else None
     if not withdrawing and not may_click(
