@@ -3,7 +3,9 @@ and every button.
 
 Each verifies what it can for free, acks, and enqueues a job with plain data (commands.jobs
 runs it in a consumer process), so the web process never waits on ngrok or renders a list,
-and a slow ngrok API can never hold the thread that acks someone else's request.
+and a slow ngrok API can never hold the thread that acks someone else's request. The app runs
+with process_before_response (bot.app), so Slack's 200 leaves after the enqueue: nothing but
+that one queue write may follow `ack()` here.
 """
 
 from __future__ import annotations
