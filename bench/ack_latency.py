@@ -5,17 +5,20 @@ parses, acks and enqueues a job; the job consumer it starts (`python -m bot jobs
 fleet and replies on the response_url. This starts a local ngrok API (200 sessions, no server
 rate limit, 1 s per request), a local Slack API, the bot twice from the Procfile's `web:`
 command (fleet cache warm: FLEET_CACHE_SECONDS=600 after a first listing; cold: 0) and a bare
-Bolt app (bench/bare_bolt_app.py) with the same gunicorn config, then measures:
+Bolt app (bench/bare_bolt_app.py) with the same gunicorn config, twice: the second bare Bolt
+is measured like the bot, and its ratio to the first (A/A) is the noise of this run. Then
+measures:
 
 - bursts of `--concurrency` (20 and 50) signed `/ngrok sessions`, each on a fresh connection,
-  released together, `--rounds` rounds (each waits for the previous round's replies);
+  released together, `--rounds` rounds (each waits for the previous round's replies), the
+  servers taking turns round by round;
 - a throughput ceiling: open-loop rates in coarse steps, the highest with ack p99 under 3 s
   and every ack an HTTP 200.
 
 The load comes from a separate process (asyncio, raw HTTP/1.1, `Connection: close`), so the
 stand-ins' threads in this process do not share a GIL with the client.
 
-    python bench/ack_latency.py [--concurrency 20 50] [--latency 1.0] [--rounds 3]
+    python bench/ack_latency.py [--concurrency 20 50] [--latency 1.0] [--rounds 5]
 
 Exits 1 when any burst ack took over 3 s, was not an HTTP 200, or a reply never arrived.
 """
@@ -49,6 +52,9 @@ REQUEST_TIMEOUT = 10.0  # one HTTP round trip in the load process
 LIST_REPLY = "ngrok agents online"  # the fallback text of a session list
 RATES = (25, 50, 100, 150, 200, 300, 400)  # commands per second, open loop
 STEP_SECONDS = 3.0
+# Round by round in this order; "bare again" is a second bare Bolt server, so the spread of
+# bare against bare (A/A) shows how much of a ratio this shared machine's noise can make.
+MODES = ("bare", "warm", "cold", "bare again")
 BARE_COMMAND = "gunicorn --config python:bot.gunicorn_conf 'bench.bare_bolt_app:load_app()'"
 
 
@@ -174,24 +180,21 @@ def run_bursts(
     target: Target,
     slack: SlackApiServer,
     load: ProcessPoolExecutor,
-    *,
-    name: str,
+    result: Result,
     concurrency: int,
-    rounds: int,
-) -> Result:
-    result = Result(target.name, name)
-    for _ in range(rounds):
-        raws, keys = target.build(slack, concurrency)
-        start, samples = load.submit(fire, target.process.port, raws, [0.0] * concurrency).result()
-        for ack, status in samples:
-            if status == 200:
-                result.acks.append(ack)
-            else:
-                result.failed += 1
-        if target.replies:
-            sent = dict.fromkeys(keys, start)
-            collect_replies(slack, keys, sent, result, REPLY_TIMEOUT)
-    return result
+) -> None:
+    """One round: `concurrency` commands released together, then (for the bot) their replies;
+    the samples are added to `result`."""
+    raws, keys = target.build(slack, concurrency)
+    start, samples = load.submit(fire, target.process.port, raws, [0.0] * concurrency).result()
+    for ack, status in samples:
+        if status == 200:
+            result.acks.append(ack)
+        else:
+            result.failed += 1
+    if target.replies:
+        sent = dict.fromkeys(keys, start)
+        collect_replies(slack, keys, sent, result, REPLY_TIMEOUT)
 
 
 def run_ceiling(
@@ -284,9 +287,13 @@ def print_bursts(results: dict[tuple[str, int], Result], scenarios: list[tuple[s
             f"| {fmt(bot.last_reply)} | {bot.missing} |"
         )
     for conc in sorted({c for _, c in scenarios}):
-        bare = results[("bare", conc)]
+        bare, again = results[("bare", conc)], results[("bare again", conc)]
         print(f"| bare Bolt, {conc} concurrent | {len(bare.acks)} | {fmt(bare.p(50))} "
               f"| {fmt(bare.p(99))} | | | {bare.slow} | | | | |")  # fmt: skip
+        ratio = again.p(99) / bare.p(99) if bare.p(99) > 0 else math.nan
+        print(f"| bare Bolt again (A/A: the noise), {conc} concurrent | {len(again.acks)} "
+              f"| {fmt(again.p(50))} | {fmt(again.p(99))} | {fmt(bare.p(99))} | {ratio:.2f}x "
+              f"| {again.slow} | | | | |")  # fmt: skip
 
 
 def print_ceilings(ceilings: dict[str, tuple[int, list[Result]]]) -> None:
@@ -317,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--latency", type=float, default=1.0, help="ngrok seconds per request")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-ceiling", action="store_true")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -339,10 +346,11 @@ def main(argv: list[str] | None = None) -> int:
                 env.update(bot_extra, FLEET_CACHE_SECONDS=fleet_cache)
                 processes.append(start_server(env, procfile_command("web")))
                 targets[name] = Target(f"bot {name}", processes[-1], replies=True)
-            bare_env = base_env(ngrok, slack, Path(tmp) / "bare")
-            bare_env["JOBS_CONSUMER"] = "separate"  # no consumer beside bare Bolt
-            processes.append(start_server(bare_env, BARE_COMMAND))
-            targets["bare"] = Target("bare Bolt", processes[-1], replies=False)
+            for name in ("bare", "bare again"):  # the second measures the noise (A/A)
+                bare_env = base_env(ngrok, slack, Path(tmp) / name.replace(" ", "-"))
+                bare_env["JOBS_CONSUMER"] = "separate"  # no consumer beside bare Bolt
+                processes.append(start_server(bare_env, BARE_COMMAND))
+                targets[name] = Target("bare Bolt", processes[-1], replies=False)
             print(f"bot: {targets['warm'].process.command}")
             print(f"bare Bolt: {targets['bare'].process.command}")
             print(f"ngrok API stand-in: 200 sessions (2 pages), {args.latency:g} s per request")
@@ -350,19 +358,19 @@ def main(argv: list[str] | None = None) -> int:
             # Warm-up: every server starts its threads, the warm bot fills its fleet cache.
             ngrok.latency = 0
             for target in targets.values():
-                run_bursts(target, slack, load, name="warm-up", concurrency=50, rounds=1)
+                run_bursts(target, slack, load, Result(target.name, "warm-up"), 50)
             ngrok.latency = args.latency
 
             results: dict[tuple[str, int], Result] = {}
-            scenarios = []
+            scenarios = [(mode, conc) for conc in args.concurrency for mode in ("warm", "cold")]
             for conc in args.concurrency:
-                for mode in ("bare", "warm", "cold"):
-                    results[(mode, conc)] = run_bursts(
-                        targets[mode], slack, load,
-                        name=f"{mode} {conc}", concurrency=conc, rounds=args.rounds,
-                    )  # fmt: skip
-                    if mode != "bare":
-                        scenarios.append((mode, conc))
+                # Round by round in turn, so a noisy minute on this shared machine falls on
+                # the baseline and the bot alike rather than on one scenario's rounds.
+                for mode in MODES:
+                    results[(mode, conc)] = Result(targets[mode].name, f"{mode} {conc}")
+                for _ in range(args.rounds):
+                    for mode in MODES:
+                        run_bursts(targets[mode], slack, load, results[(mode, conc)], conc)
                 print(f"bursts of {conc} done at {time.monotonic() - began:.0f} s", flush=True)
             print_bursts(results, scenarios)
 

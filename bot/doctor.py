@@ -18,10 +18,11 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import __version__
 from bot.deps import build_slack_client
-from bot.jobs import LANES, Jobs, open_queues, queue_path
+from bot.jobs import LANES, Jobs, open_queues
 from bot.logs import configure_logging
 from bot.ngrok.client import NgrokClient
 from bot.ngrok.errors import NgrokError, Unauthorized, Unavailable
+from bot.queue_file import queue_path
 from bot.settings.awareness import AlertsConfig
 from bot.settings.env import Settings, SettingsError, load_settings_from_environment
 from bot.state.backends import open_budget_log, open_store

@@ -62,7 +62,8 @@ def test_slack_gets_its_200_only_once_the_command_is_queued(stack_factory):
     enqueues afterwards, so a crash in between would lose a command Slack saw acknowledged."""
     import sqlite3
 
-    from bot.jobs import Jobs, open_queues, queue_path
+    from bot.jobs import Jobs, open_queues
+    from bot.queue_file import queue_path
 
     stack = stack_factory(env={"JOBS_CONSUMER": "separate"})
     state = stack.bot.env["STATE_PATH"]

@@ -9,7 +9,7 @@ import threading
 import pytest
 from huey.registry import Message
 
-from bot.jobs import Jobs, JsonSerializer, open_queues, queue_path
+from bot.jobs import Jobs, JsonSerializer, open_queues
 
 
 @pytest.fixture
@@ -100,11 +100,6 @@ def test_the_heartbeat_is_shared_through_the_queue(tmp_path):
     assert reader.last_beat() is None
     writer.beat()
     assert reader.last_beat() == 1234.5
-
-
-def test_the_queue_file_sits_beside_the_state_file():
-    assert queue_path("/var/lib/bot/state.sqlite3") == "/var/lib/bot/state.jobs.sqlite3"
-    assert queue_path("ngrok-ops") == "ngrok-ops.jobs.sqlite3"
 
 
 def test_the_sqlite_queue_commits_without_an_fsync_each_but_in_wal(tmp_path):
