@@ -18,7 +18,7 @@ measures:
 The load comes from a separate process (asyncio, raw HTTP/1.1, `Connection: close`), so the
 stand-ins' threads in this process do not share a GIL with the client.
 
-    python bench/ack_latency.py [--concurrency 20 50] [--latency 1.0] [--rounds 5]
+    python bench/ack_latency.py [--concurrency 20 50] [--latency 1.0] [--rounds 10]
 
 Exits 1 when any burst ack took over 3 s, was not an HTTP 200, or a reply never arrived.
 """
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--latency", type=float, default=1.0, help="ngrok seconds per request")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--skip-ceiling", action="store_true")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, on_sigterm)
