@@ -199,12 +199,7 @@ class Jobs:
     # -- producing -----------------------------------------------------------------------------
 
     def submit(self, name: str, payload: Payload) -> None:
-        import os as _o
-
-        _t = time.perf_counter()
         self._tasks[self.lane_of(name)](name, payload)
-        with open(f"/tmp/submit_times.{_o.getpid()}", "a") as _f:
-            _f.write(f"{(time.perf_counter() - _t) * 1000:.2f}\n")
 
     def later(self, delay: float, name: str, payload: Payload) -> None:
         """Kept in the queue's storage, so it runs after a deploy or a crash too."""
