@@ -9,12 +9,10 @@ on elapsed time are generous because the machine is shared.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +20,6 @@ from bot.slack.invocation import Invocation
 from commands.approval import perform
 from commands.watch import JOB_WATCH_KEEPER, load_state
 from tests.watch_fixtures import ALERTS, Bot, settings_env, start_bot
-
-REPO = Path(__file__).resolve().parents[1]
 
 POLL, MIN_DOWN = 1.0, 2.0
 
@@ -154,8 +150,6 @@ def test_one_watcher_per_account_across_two_processes(tmp_path, slack_api, ngrok
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=REPO,  # `-m tests.…` resolves from the working directory
-            env={**os.environ, "PYTHONPATH": str(REPO)},
         )
         for _ in range(2)
     ]
