@@ -49,10 +49,16 @@ def test_the_supervised_consumer_yields_the_cpu_to_the_web_process(stack_factory
     (consumer,) = [p for p in web.children(recursive=True) if " jobs" in " ".join(p.cmdline())]
     # the normal lane's 16 threads yield; the urgent lane's 4, the scheduler and the main
     # thread keep the web process's priority (Linux keeps nice per thread)
-    wait_until(lambda: len(consumer.threads()) >= 16 + 4, timeout=20, what="the workers")
-    nices = Counter(psutil.Process(t.id).nice() for t in consumer.threads())
-    assert nices[min(19, web.nice() + 10)] == 16
-    assert nices[web.nice()] >= 4 + 1
+    lowered = min(19, web.nice() + 10)
+
+    def nices() -> Counter[int]:
+        return Counter(psutil.Process(t.id).nice() for t in consumer.threads())
+
+    # A worker thread exists a moment before its start-up hook lowers it.
+    wait_until(lambda: nices()[lowered] >= 16, timeout=20, what="the normal lane lowered")
+    seen = nices()
+    assert seen[lowered] == 16
+    assert seen[web.nice()] >= 4 + 1
 
 
 def test_slack_gets_its_200_only_once_the_command_is_queued(stack_factory):
