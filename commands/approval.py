@@ -301,9 +301,8 @@ def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
         return  # concluded by an earlier delivery of this job
     if successor is not None:
         remember_successor(deps.store, session.id, successor.id, at=deps.clock())
-    if not stop:
-        where = Invocation.from_data(payload["where"], deps.slack)
-        where.public(render_successor(session.id, successor, RESTART_SEARCH_SECONDS))
+    # The record first: it was just claimed as checked, so nothing would settle it later if
+    # the thread reply below failed (settle_record logs a failed edit itself).
     if record is not None:
         state = back_state(session, successor, seen=seen, newer=bool(payload.get("expect_newer")))
         started = float(record.get("started") or deps.clock())
@@ -311,6 +310,9 @@ def report_successor(deps: Deps, payload: dict[str, Any]) -> None:
             deps, record, state, seconds=deps.clock() - started, successor=successor,
             waited_seconds=RESTART_SEARCH_SECONDS,
         )  # fmt: skip
+    if not stop:
+        where = Invocation.from_data(payload["where"], deps.slack)
+        where.public(render_successor(session.id, successor, RESTART_SEARCH_SECONDS))
 
 
 def session_gone(client: NgrokClient, session: TunnelSession, *, urgent: bool) -> bool:

@@ -5,7 +5,7 @@ only once a read shows it is done (ngrok's 204 only acknowledges a POST)."""
 import threading
 
 from tests.bot_process import find_button
-from tests.commands.scenario import clock_of
+from tests.commands.scenario import clock_of, deps_of
 from tests.e2e_fixtures import ALICE, BOB, DEFAULT_CONFIG, OPS, session_id_of, wait_until
 
 THREAD = "1700000000.000050"
@@ -74,6 +74,31 @@ def test_a_restart_is_not_done_at_the_204_but_when_the_agent_is_back(scenario_fa
     assert first_line(now).endswith(f": back as `{new_id}` on {version}.")
     (back,) = replies_in(stack, ts)
     assert back.startswith(f":arrows_counterclockwise: Agent `{sid}` is back as `{new_id}`")
+
+
+def test_a_restart_is_marked_done_even_when_slack_drops_the_reply_in_its_thread(
+    scenario_factory, monkeypatch
+):
+    stack = scenario_factory(ngrok={"restart_delay": 0.2})
+    sid = session_id_of("linux", stack.ngrok)
+    slack = deps_of(stack).slack
+    post = slack.chat_postMessage
+    dropped: list[str] = []
+
+    def unreachable_in_threads(**kwargs):
+        if kwargs.get("thread_ts") and "is back as" in str(kwargs.get("text", "")):
+            dropped.append(kwargs["text"])
+            raise ConnectionResetError("Slack is unreachable")
+        return post(**kwargs)
+
+    monkeypatch.setattr(slack, "chat_postMessage", unreachable_in_threads)
+    prompt = stack.ask(f"restart {sid}")
+    stack.reply(stack.click(find_button(prompt, "ngrok_approve")))
+    (record,) = top_level_posts(stack)
+    ts = record.response["ts"]
+    new_id = stack.ngrok.session_ids()[0]
+    assert len(dropped) == 1 and new_id in dropped[0]  # the thread reply was lost...
+    assert edits_of(stack, ts)[-1] == f"Restart of {sid}: done, back as {new_id}"  # ...not this
 
 
 def test_an_update_is_done_only_when_its_agent_is_back_on_a_newer_version(stack):
