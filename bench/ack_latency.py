@@ -17,7 +17,8 @@ measures:
 
 The load comes from a separate process (asyncio, raw HTTP/1.1, `Connection: close`), so the
 stand-ins' threads in this process do not share a GIL with the client, and the stand-ins run
-at nice 10 (`lower_stand_ins_priority`): in production Slack and ngrok are other machines.
+at nice 10 (`lower_stand_ins_priority`), below the client: in production Slack and ngrok are
+other machines.
 
     python bench/ack_latency.py [--concurrency 20 50] [--latency 1.0] [--rounds 10]
 
@@ -248,9 +249,12 @@ def base_env(ngrok: NgrokApiServer, slack: SlackApiServer, state_dir: Path) -> d
 
 def lower_stand_ins_priority() -> None:
     """The stand-ins' threads (all but this one; the threads they start inherit it) at nice
-    STAND_IN_NICENESS. They play Slack and ngrok, which run on other machines: at the same
-    priority, the Slack stand-in taking the warm bot's replies during a burst competed with
-    the bot's web process for these two cores (warm, 20 concurrent: p99 1.95x and 2.01x bare
+    STAND_IN_NICENESS. They play Slack and ngrok, which run on other machines. Linux weighs
+    nice values only within one scheduling autogroup (a session, where autogroups are on):
+    the servers run in sessions of their own (BotProcess), so this orders the stand-ins
+    below the load process, which shares this session and times the acks, not below the
+    servers. At the same priority, the Slack stand-in taking the warm bot's replies during a
+    burst delayed the load process's reads (warm, 20 concurrent: p99 1.95x and 2.01x bare
     Bolt in two runs; at nice 10, 1.25x to 2.09x in four, median 1.36x), a cost bare Bolt,
     sending no replies, never meets."""
     for thread in threading.enumerate():

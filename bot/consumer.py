@@ -27,7 +27,10 @@ def lower_priority(niceness: int) -> None:
     """Run in each normal-lane worker thread as it starts: rendering replies yields the CPU
     to the web process, so on a small machine the acks (which Slack needs within 3 s) come
     first. Linux keeps a nice value per thread, so the urgent lane (approved actions) keeps
-    the web process's priority; where nice is per process, the whole consumer yields."""
+    the web process's priority; where nice is per process, the whole consumer yields.
+    Where the kernel groups scheduling by session (autogroups), nice only counts within one
+    session: the embedded consumer shares the web process's, but a `jobs:` process that a
+    process manager starts in a session of its own on the same machine competes as an equal."""
     if niceness > 0 and hasattr(os, "nice"):
         try:
             os.nice(niceness)
