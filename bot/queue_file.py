@@ -33,6 +33,7 @@ overrides huey's `enqueue`, `dequeue` and `read_schedule` and nothing else.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from huey.storage import SqliteStorage
+
+log = logging.getLogger("ngrok_ops.jobs")
 
 _INSERT = "insert into task (queue, data, priority) values "
 # One group is one statement (so one transaction): 900 parameters at most, under every
@@ -125,12 +128,20 @@ class QueueFile(SqliteStorage):
 
     def read_schedule(self, ts: dt.datetime) -> list[bytes]:
         """Due tasks, each claimed by compare-and-delete like `dequeue`; a look at an empty
-        schedule (every second, per lane and consumer) takes no write lock at all."""
+        schedule (every second, per lane and consumer) takes no write lock at all. Each claim
+        commits on its own, so when one fails, the tasks already claimed are returned (they
+        are no longer in the schedule) and the rest wait for the next look."""
         due: list[bytes] = []
         with self.db() as cursor:
             cursor.execute(_DUE, (self.name, ts.timestamp()))
             for task_id, data in cursor.fetchall():
-                cursor.execute(_CLAIM_SCHEDULED, (task_id, data))
+                try:
+                    cursor.execute(_CLAIM_SCHEDULED, (task_id, data))
+                except sqlite3.Error:
+                    if not due:
+                        raise
+                    log.warning("claimed %d due task(s); the rest wait for the next look", len(due))
+                    break
                 if cursor.rowcount == 1:
                     due.append(bytes(data))
         return due

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.queue_file import _CLAIM_TASK, QueueFile, queue_path
+from bot.queue_file import _CLAIM_SCHEDULED, _CLAIM_TASK, QueueFile, queue_path
 
 
 def _rows(path: str) -> list[tuple[str, bytes]]:
@@ -160,24 +160,27 @@ def test_a_claim_never_takes_a_newer_task_that_reused_the_id_of_the_one_it_saw(t
         with contextlib.closing(sqlite3.connect(path)) as reader:
             ids.extend(i for (i,) in reader.execute("select id from task"))
 
-    _before_the_claim(storage, interlope)
+    _before(storage, _CLAIM_TASK, interlope)
     assert storage.dequeue() == b"second"  # not "first" a second time, and "second" not lost
     assert ids == [1]  # the race really reused the id
     assert _rows(path) == []
 
 
-def _before_the_claim(storage: QueueFile, act: Callable[[], None]) -> None:
-    """Runs `act` once, just before `storage` sends its first claim."""
+def _before(storage: QueueFile, statement: str, act: Callable[[], None], *, nth: int = 1) -> None:
+    """Runs `act` once, just before `storage` sends `statement` for the `nth` time."""
     original = storage.db
     pending = [act]
+    sent = [0]
 
     class Cursor:
         def __init__(self, cursor: sqlite3.Cursor) -> None:
             self.cursor = cursor
 
         def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-            if sql == _CLAIM_TASK and pending:
-                pending.pop()()
+            if sql == statement:
+                sent[0] += 1
+                if sent[0] == nth and pending:
+                    pending.pop()()
             return self.cursor.execute(sql, params)
 
         def __getattr__(self, name: str) -> Any:
@@ -237,3 +240,16 @@ def test_due_schedule_entries_are_each_claimed_by_one_consumer(tmp_path):
 def test_the_queue_file_sits_beside_the_state_file():
     assert queue_path("/var/lib/bot/state.sqlite3") == "/var/lib/bot/state.jobs.sqlite3"
     assert queue_path("ngrok-ops") == "ngrok-ops.jobs.sqlite3"
+
+
+def test_a_claim_that_fails_midway_loses_no_due_entry(tmp_path):
+    path = str(tmp_path / "q.sqlite3")
+    storage = QueueFile("lane", filename=path, timeout=0.05)
+    now = dt.datetime(2026, 12, 2, 12, 0)
+    storage.add_to_schedule(b"first", now - dt.timedelta(seconds=2))
+    storage.add_to_schedule(b"second", now - dt.timedelta(seconds=1))
+    holder = sqlite3.connect(path, isolation_level=None)
+    _before(storage, _CLAIM_SCHEDULED, lambda: holder.execute("begin exclusive"), nth=2)
+    assert storage.read_schedule(now) == [b"first"]  # claimed, so it must be handed out now
+    holder.execute("rollback")
+    assert storage.read_schedule(now) == [b"second"]  # left for the next look, not lost
