@@ -44,6 +44,7 @@ class NgrokHttpServer(ThreadingHTTPServer):
     can close keep-alive connections, and abortive closes for the "reset" fault."""
 
     daemon_threads = True
+    request_queue_size = 128  # not socketserver's 5: see tests/servers/slack_api.py
 
     def __init__(
         self, address: tuple[str, int], respond: Respond, tls: ssl.SSLContext | None

@@ -580,6 +580,11 @@ class _HttpServer(ThreadingHTTPServer):
     """Knows its SlackApiServer and its open connections, so stop() can close keep-alives."""
 
     daemon_threads = True
+    # socketserver's default backlog is 5: the replies of a 50-command burst overflowed it
+    # (72 listen overflows in one bench/ack_latency.py run, 0 at 128), and each connection
+    # the kernel dropped went on only after TCP's 1 s retransmission (warm replies' p99
+    # 1.12 s, against 0.30 s at 128). Slack itself never stalls a burst like that.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type, slack: SlackApiServer) -> None:
         super().__init__(address, handler)
